@@ -1,0 +1,125 @@
+"""Reads shared by the services: fetch records by id, scoped to a project when asked."""
+
+from __future__ import annotations
+
+from coordinator.errors import InvalidInput, NotFound
+from coordinator.records import Agent, Dependency, Epic, Project, Task, TaskTest
+from coordinator.storage.base import Tx
+
+
+async def get_project(tx: Tx, project: int | str) -> Project:
+    """A project by id or by name."""
+    if isinstance(project, int) or (isinstance(project, str) and project.isdigit()):
+        row = await tx.fetchrow("SELECT * FROM projects WHERE id = $1", int(project))
+    else:
+        row = await tx.fetchrow("SELECT * FROM projects WHERE name = $1", project)
+    if row is None:
+        names = [r["name"] for r in await tx.fetch("SELECT name FROM projects ORDER BY id LIMIT 20")]
+        raise NotFound(
+            f"project {project!r} does not exist",
+            fix=f"use one of: {', '.join(names)}" if names else "create it first with create_project",
+        )
+    return Project.model_validate(row)
+
+
+async def only_project(tx: Tx) -> Project | None:
+    """The single project of this database, or None when there are none or several."""
+    rows = await tx.fetch("SELECT * FROM projects WHERE status <> 'archived' ORDER BY id LIMIT 2")
+    return Project.model_validate(rows[0]) if len(rows) == 1 else None
+
+
+async def get_epic(tx: Tx, epic_id: int, *, project_id: int | None = None) -> Epic:
+    row = await tx.fetchrow("SELECT * FROM epics WHERE id = $1", epic_id)
+    if row is None or (project_id is not None and row["project_id"] != project_id):
+        raise NotFound(f"epic {epic_id} does not exist in this project", fix="list epics with list_epics")
+    return Epic.model_validate(row)
+
+
+async def get_task(tx: Tx, task_id: int, *, project_id: int | None = None, for_update: bool = False) -> Task:
+    lock = " FOR UPDATE" if for_update and tx.backend == "postgresql" else ""
+    row = await tx.fetchrow(f"SELECT * FROM tasks WHERE id = $1{lock}", task_id)
+    if row is None or (project_id is not None and row["project_id"] != project_id):
+        raise NotFound(f"task {task_id} does not exist in this project", fix="list tasks with list_tasks")
+    return Task.model_validate(row)
+
+
+async def get_tasks(tx: Tx, task_ids: list[int], *, project_id: int) -> dict[int, Task]:
+    """Several tasks of one project by id; any missing id is an error naming it."""
+    if not task_ids:
+        return {}
+    placeholders = ", ".join(f"${i}" for i in range(2, len(task_ids) + 2))
+    rows = await tx.fetch(
+        f"SELECT * FROM tasks WHERE project_id = $1 AND id IN ({placeholders})", project_id, *task_ids
+    )
+    found = {int(r["id"]): Task.model_validate(r) for r in rows}
+    missing = [t for t in task_ids if t not in found]
+    if missing:
+        raise NotFound(
+            f"task {missing[0]} does not exist in this project", fix="list tasks with list_tasks"
+        )
+    return found
+
+
+async def list_tasks(
+    tx: Tx,
+    project_id: int,
+    *,
+    status: str | None = None,
+    epic_id: int | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[Task]:
+    clauses, args = ["project_id = $1"], [project_id]
+    if status is not None:
+        args.append(status)
+        clauses.append(f"status = ${len(args)}")
+    if epic_id is not None:
+        args.append(epic_id)
+        clauses.append(f"epic_id = ${len(args)}")
+    args += [limit, offset]
+    rows = await tx.fetch(
+        f"SELECT * FROM tasks WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
+    return [Task.model_validate(r) for r in rows]
+
+
+async def list_epics(tx: Tx, project_id: int) -> list[Epic]:
+    rows = await tx.fetch("SELECT * FROM epics WHERE project_id = $1 ORDER BY priority, id", project_id)
+    return [Epic.model_validate(r) for r in rows]
+
+
+async def project_dependencies(tx: Tx, project_id: int) -> list[Dependency]:
+    rows = await tx.fetch(
+        "SELECT d.task_id, d.depends_on_task_id, d.kind FROM task_dependencies d "
+        "JOIN tasks t ON t.id = d.task_id WHERE t.project_id = $1 ORDER BY d.task_id, d.depends_on_task_id",
+        project_id,
+    )
+    return [Dependency.model_validate(r) for r in rows]
+
+
+async def task_dependencies(tx: Tx, task_id: int) -> list[Dependency]:
+    rows = await tx.fetch(
+        "SELECT task_id, depends_on_task_id, kind FROM task_dependencies WHERE task_id = $1 "
+        "ORDER BY depends_on_task_id",
+        task_id,
+    )
+    return [Dependency.model_validate(r) for r in rows]
+
+
+async def task_tests(tx: Tx, task_id: int) -> list[TaskTest]:
+    rows = await tx.fetch("SELECT * FROM task_tests WHERE task_id = $1 ORDER BY id", task_id)
+    return [TaskTest.model_validate(r) for r in rows]
+
+
+async def get_agent(tx: Tx, agent_id: int) -> Agent:
+    row = await tx.fetchrow("SELECT * FROM agents WHERE id = $1", agent_id)
+    if row is None:
+        raise NotFound(f"agent {agent_id} does not exist", fix="register it with register_agent")
+    return Agent.model_validate(row)
+
+
+def require_positive_id(field: str, value: int) -> int:
+    if value <= 0:
+        raise InvalidInput(field, f"{value} is not a valid id", fix="ids are positive integers")
+    return value

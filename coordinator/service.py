@@ -1,0 +1,55 @@
+"""The coordinator: one object holding the store and the services every door (MCP, REST, CLI) uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coordinator.agents import AgentService, sync_personas
+from coordinator.config import Config
+from coordinator.context import Wakeup
+from coordinator.planning import PlanningService
+from coordinator.storage import Store, StoreOptions, open_store
+from coordinator.storage.base import Clock
+from coordinator.work import WorkService
+
+
+class Coordinator:
+    """Planning, work (leases and task states) and agents over one store."""
+
+    def __init__(self, store: Store, config: Config | None = None) -> None:
+        self.store = store
+        self.config = config or Config()
+        self.wakeup = Wakeup()
+        self.planning = PlanningService(store, self.config, self.wakeup)
+        self.work = WorkService(store, self.config, self.wakeup)
+        self.agents = AgentService(store, self.config, self.wakeup)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        config: Config | None = None,
+        *,
+        personas_dir: Path | None = None,
+        clock: Clock | None = None,
+    ) -> Coordinator:
+        """Open (and migrate) the database, load the personas, and return a ready coordinator."""
+        config = config or Config()
+        db = config.database
+        options = StoreOptions(
+            sqlite_synchronous=db.sqlite_synchronous,
+            sqlite_busy_timeout_ms=db.sqlite_busy_timeout_ms,
+            pool_min_size=db.pool_min_size,
+            pool_max_size=db.pool_max_size,
+            connect_timeout_seconds=db.connect_timeout_seconds,
+        )
+        store = await open_store(url, options=options, **({"clock": clock} if clock else {}))
+        try:
+            await sync_personas(store, personas_dir)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(store, config)
+
+    async def close(self) -> None:
+        await self.store.close()

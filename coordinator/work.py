@@ -1,0 +1,490 @@
+"""Every state change of a task: claim, heartbeat, complete, fail, release, cancel, reopen, sweep.
+
+Each operation is one transaction that checks the current state, changes it, and appends
+an audit event. The allowed transitions are the table `TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from coordinator.context import Caller, ServiceBase, require_role
+from coordinator.errors import InvalidInput, StateConflict
+from coordinator.events import append_event
+from coordinator.leasing import (
+    BackoffPolicy,
+    claim_one,
+    has_ready_task_for_other_personas,
+    leased_task,
+)
+from coordinator.queries import get_task, task_tests
+from coordinator.records import Agent, Task, TaskStatus, TaskTest
+from coordinator.storage.base import Tx, decode_json, encode_json
+
+S = TaskStatus
+TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELLED}),
+    S.IN_PROGRESS: frozenset({S.PENDING, S.MERGING, S.DONE, S.FAILED, S.CANCELLED}),
+    S.MERGING: frozenset({S.DONE, S.CONFLICT, S.REJECTED}),
+    S.DONE: frozenset({S.PENDING}),
+    S.FAILED: frozenset({S.PENDING, S.CANCELLED}),
+    S.CONFLICT: frozenset({S.PENDING, S.CANCELLED}),
+    S.REJECTED: frozenset({S.PENDING, S.CANCELLED}),
+    S.CANCELLED: frozenset({S.PENDING}),
+}
+MAX_WAIT_SECONDS = 300.0
+_CROSS_PROCESS_POLL_SECONDS = 1.0
+
+
+def check_transition(task: Task, target: TaskStatus, action: str) -> None:
+    if target not in TRANSITIONS[task.status]:
+        raise StateConflict(
+            f"cannot {action} task {task.id}: it is {task.status.value}",
+            fix=f"a {task.status.value} task can only become "
+            + (", ".join(sorted(s.value for s in TRANSITIONS[task.status])) or "nothing else"),
+        )
+
+
+class Lease(BaseModel):
+    lease_id: str
+    attempt: int
+    expires_at: float
+    ttl_seconds: float
+    heartbeat_interval_seconds: float
+
+
+class DependencyContext(BaseModel):
+    task_id: int
+    title: str
+    kind: str
+    status: str
+    summary: str | None
+    result: str | None
+    files_changed: list[str]
+    commit: str | None
+
+
+class ClaimContext(BaseModel):
+    dependencies: list[DependencyContext]
+    tests: list[TaskTest]
+    handoff_note: str | None
+    previous_error: str | None
+    expertise: str | None = None
+    model_recommendation: dict[str, Any] | None = None
+
+
+class Claimed(BaseModel):
+    status: Literal["claimed"] = "claimed"
+    task: Task
+    lease: Lease
+    context: ClaimContext
+
+
+NoWorkReason = Literal["all_done", "waiting", "blocked_by_failures", "other_personas", "budget_exhausted", "paused"]
+
+
+class NoWork(BaseModel):
+    status: Literal["no_task"] = "no_task"
+    reason: NoWorkReason
+    message: str
+    counts: dict[str, int]
+    retry_after_seconds: float | None
+
+
+class WorkService(ServiceBase):
+    """Leases and task transitions, for workers and planners alike."""
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        leases = self.config.leases
+        return BackoffPolicy(leases.backoff_base_seconds, leases.backoff_max_seconds, leases.backoff_jitter)
+
+    def _ttl(self, ttl_seconds: float | None) -> float:
+        if ttl_seconds is None:
+            return float(self.config.leases.ttl_seconds)
+        if not math.isfinite(ttl_seconds) or not 5 <= ttl_seconds <= 86400:
+            raise InvalidInput(
+                "ttl_seconds", f"{ttl_seconds!r} is out of range", fix="give between 5 and 86400 seconds"
+            )
+        return float(ttl_seconds)
+
+    def _lease(self, task: Task, ttl: float) -> Lease:
+        assert task.lease_token is not None and task.lease_expires_at is not None
+        return Lease(
+            lease_id=task.lease_token,
+            attempt=task.attempts,
+            expires_at=task.lease_expires_at,
+            ttl_seconds=ttl,
+            heartbeat_interval_seconds=min(float(self.config.leases.heartbeat_interval_seconds), ttl / 3),
+        )
+
+    # ------------------------------------------------------------------------------------- claim
+
+    async def claim(
+        self, caller: Caller, *, wait_seconds: float = 0.0, ttl_seconds: float | None = None
+    ) -> Claimed | NoWork:
+        """Lease the best ready task to the calling agent, waiting up to `wait_seconds` for one."""
+        require_role(caller, ("worker",), "claim tasks")
+        if not math.isfinite(wait_seconds) or not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise InvalidInput(
+                "wait_seconds", f"{wait_seconds!r} is out of range", fix=f"give 0 to {MAX_WAIT_SECONDS:g} seconds"
+            )
+        ttl = self._ttl(ttl_seconds)
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while True:
+            outcome = await self._claim_once(caller, ttl)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if isinstance(outcome, Claimed) or remaining <= 0 or outcome.reason in ("all_done", "budget_exhausted"):
+                return outcome
+            # Woken at once by changes in this process; other processes are noticed by polling.
+            await self.wakeup.wait(min(remaining, _CROSS_PROCESS_POLL_SECONDS))
+
+    async def _claim_once(self, caller: Caller, ttl: float) -> Claimed | NoWork:
+        agent = caller.agent
+        assert agent is not None
+        async with self.store.transaction() as tx:
+            now = self.now()
+            project = await self.resolve_project(tx, caller, None)
+            await self._touch_agent(tx, agent.id, now)
+            if project.status == "paused":
+                return await self._no_work(tx, project.id, agent.persona, now, paused=True)
+            if await self._budget_exhausted(tx, project.id):
+                return await self._no_work(tx, project.id, agent.persona, now, budget=True)
+            if tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts:
+                # Claims of one project queue here so two of them cannot both miss the other's
+                # lease on a shared file; projects without predicted files skip the queue.
+                if await tx.fetchval(
+                    "SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE t.project_id = $1 LIMIT 1",
+                    project.id,
+                ):
+                    await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", 0x59F1, project.id)
+            task = await claim_one(
+                tx,
+                project_id=project.id,
+                agent_id=agent.id,
+                persona=agent.persona,
+                now=now,
+                ttl=ttl,
+                avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
+            )
+            if task is None:
+                return await self._no_work(tx, project.id, agent.persona, now)
+            before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
+            append_event(
+                tx, now=now, kind="task_claimed", actor=caller.name, project_id=project.id, task_id=task.id,
+                agent_id=agent.id, before=before, after=S.IN_PROGRESS,
+                payload={"attempt": task.attempts, "lease_id": task.lease_token,
+                         "expires_at": task.lease_expires_at, "took_over_from_agent": task.expired_owner},
+            )
+            if task.epic_id is not None:
+                await tx.execute(
+                    "UPDATE epics SET status = 'in_progress', updated_at = $2 WHERE id = $1 AND status = 'pending'",
+                    task.epic_id, now,
+                )
+            context = await self._claim_context(tx, task)
+        return Claimed(task=task, lease=self._lease(task, ttl), context=context)
+
+    async def _claim_context(self, tx: Tx, task: Task) -> ClaimContext:
+        rows = await tx.fetch(
+            "SELECT p.id, p.title, d.kind, p.status, p.summary, p.result, p.files_changed, p.commit_sha "
+            "FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_task_id "
+            "WHERE d.task_id = $1 ORDER BY p.id",
+            task.id,
+        )
+        dependencies = [
+            DependencyContext(
+                task_id=r["id"], title=r["title"], kind=r["kind"], status=r["status"], summary=r["summary"],
+                result=r["result"], files_changed=decode_json(r["files_changed"]), commit=r["commit_sha"],
+            )
+            for r in rows
+        ]
+        return ClaimContext(
+            dependencies=dependencies,
+            tests=await task_tests(tx, task.id),
+            handoff_note=task.progress_note,
+            previous_error=task.last_error,
+        )
+
+    async def _budget_exhausted(self, tx: Tx, project_id: int) -> bool:
+        limit = self.config.cost.budget_limit_usd
+        if limit is None:
+            return False
+        spent = await tx.fetchval(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM agent_costs WHERE project_id = $1", project_id
+        )
+        return float(spent) >= limit
+
+    async def _no_work(
+        self, tx: Tx, project_id: int, persona: str, now: float, *, paused: bool = False, budget: bool = False
+    ) -> NoWork:
+        rows = await tx.fetch(
+            "SELECT status, COUNT(*) AS n, "
+            "SUM(CASE WHEN status = 'pending' AND available_at > $2 THEN 1 ELSE 0 END) AS backoff, "
+            "SUM(CASE WHEN status = 'in_progress' AND lease_expires_at >= $2 THEN 1 ELSE 0 END) AS live "
+            "FROM tasks WHERE project_id = $1 GROUP BY status",
+            project_id, now,
+        )
+        counts = {s.value: 0 for s in TaskStatus}
+        backoff = live = 0
+        for r in rows:
+            counts[r["status"]] = int(r["n"])
+            backoff += int(r["backoff"] or 0)
+            live += int(r["live"] or 0)
+        counts["running"], counts["in_backoff"] = live, backoff
+        open_tasks = sum(counts[s.value] for s in (S.PENDING, S.IN_PROGRESS, S.MERGING, S.CONFLICT, S.REJECTED))
+        retry = float(self.config.leases.heartbeat_interval_seconds)
+        if budget:
+            return NoWork(reason="budget_exhausted", counts=counts, retry_after_seconds=None,
+                          message="the project's budget (cost.budget_limit_usd) is spent; no more tasks are "
+                                  "handed out. Stop working, or ask a person to raise the budget.")
+        if paused:
+            return NoWork(reason="paused", counts=counts, retry_after_seconds=retry,
+                          message="claiming is paused for this project; wait and try again later.")
+        if open_tasks == 0 and counts[S.FAILED] == 0:
+            return NoWork(reason="all_done", counts=counts, retry_after_seconds=None,
+                          message="nothing is left to do in this project; you can stop.")
+        if open_tasks == 0:
+            return NoWork(reason="blocked_by_failures", counts=counts, retry_after_seconds=None,
+                          message=f"only {counts[S.FAILED]} failed tasks are left; a planner must reopen or "
+                                  "cancel them.")
+        if await has_ready_task_for_other_personas(tx, project_id=project_id, persona=persona, now=now):
+            return NoWork(reason="other_personas", counts=counts, retry_after_seconds=retry,
+                          message=f"the ready tasks are for other personas than {persona!r}; "
+                                  "wait for tasks that suit you.")
+        if live or backoff or counts[S.MERGING] or counts[S.IN_PROGRESS]:
+            return NoWork(reason="waiting", counts=counts, retry_after_seconds=retry,
+                          message=f"{counts[S.PENDING]} tasks wait on {live} running ones"
+                                  f"{f' and {backoff} in retry backoff' if backoff else ''}; "
+                                  "claim again with wait_seconds to be woken when one is ready.")
+        return NoWork(reason="blocked_by_failures", counts=counts, retry_after_seconds=None,
+                      message=f"the {open_tasks} remaining tasks are blocked by {counts[S.FAILED]} failed or "
+                              "conflicting tasks; a planner must reopen or cancel them.")
+
+    async def _touch_agent(self, tx: Tx, agent_id: int, now: float) -> None:
+        await tx.execute(
+            "UPDATE agents SET last_heartbeat_at = $2, status = 'active' WHERE id = $1", agent_id, now
+        )
+
+    # --------------------------------------------------------------------- leased operations
+
+    async def heartbeat(
+        self, caller: Caller, *, task_id: int, lease_id: str, progress_note: str | None = None,
+        ttl_seconds: float | None = None,
+    ) -> Lease:
+        """Extend a live lease and keep the progress note as a hand-off for whoever comes next."""
+        ttl = self._ttl(ttl_seconds)
+        agent = _agent_of(caller, "heartbeat")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            await leased_task(tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id)
+            row = await tx.fetchrow(
+                "UPDATE tasks SET lease_expires_at = $2, progress_note = COALESCE($3, progress_note), "
+                "updated_at = $4 WHERE id = $1 RETURNING *",
+                task_id, now + ttl, progress_note, now,
+            )
+            await self._touch_agent(tx, agent.id, now)
+            append_event(
+                tx, now=now, kind="lease_heartbeat", actor=caller.name, project_id=agent.project_id,
+                task_id=task_id, agent_id=agent.id, payload={"expires_at": now + ttl, "note": progress_note},
+            )
+        return self._lease(Task.model_validate(row), ttl)
+
+    async def complete(
+        self, caller: Caller, *, task_id: int, lease_id: str, result: str | None = None,
+        summary: str | None = None, files_changed: list[str] | None = None, commit: str | None = None,
+    ) -> Task:
+        """Finish a leased task: record its result and unblock its dependents, in one transaction."""
+        agent = _agent_of(caller, "complete tasks")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            task = await leased_task(
+                tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
+            )
+            failing = [t for t in await task_tests(tx, task_id) if t.passes is False]
+            if failing:
+                names = "; ".join(f"#{t.id} {t.description}" for t in failing)
+                raise StateConflict(
+                    f"task {task_id} has failing tests: {names}",
+                    fix="fix them and record update_test_result(passes=true), or call fail_task",
+                )
+            done = await tx.fetchrow(
+                "UPDATE tasks SET status = 'done', result = $2, summary = $3, files_changed = $4, commit_sha = $5, "
+                "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = $6, updated_at = $6 "
+                "WHERE id = $1 RETURNING *",
+                task_id, result, summary, encode_json(files_changed or []), commit, now,
+            )
+            append_event(
+                tx, now=now, kind="task_completed", actor=caller.name, project_id=task.project_id,
+                task_id=task_id, agent_id=agent.id, before=task.status, after=S.DONE,
+                payload={"summary": summary, "files_changed": files_changed or [], "commit": commit},
+            )
+            await self._after_finish(tx, task, now, caller.name)
+        self.wakeup.notify()
+        return Task.model_validate(done)
+
+    async def fail(
+        self, caller: Caller, *, task_id: int, lease_id: str, error: str, retryable: bool = True
+    ) -> Task:
+        """Give up on an attempt: retry later with backoff, or fail the task for good."""
+        if not error.strip():
+            raise InvalidInput("error", "is empty", fix="say what went wrong, so the next attempt can avoid it")
+        agent = _agent_of(caller, "fail tasks")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            task = await leased_task(
+                tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
+            )
+            retry = retryable and task.attempts < task.max_attempts
+            delay = self.backoff.delay(task.attempts) if retry else 0.0
+            target = S.PENDING if retry else S.FAILED
+            updated = await tx.fetchrow(
+                "UPDATE tasks SET status = $2, last_error = $3, available_at = $4, lease_owner = NULL, "
+                "lease_token = NULL, lease_expires_at = NULL, updated_at = $5 WHERE id = $1 RETURNING *",
+                task_id, target, error, now + delay, now,
+            )
+            append_event(
+                tx, now=now, kind="task_retry_scheduled" if retry else "task_failed", actor=caller.name,
+                project_id=task.project_id, task_id=task_id, agent_id=agent.id, before=task.status, after=target,
+                payload={"error": error, "attempt": task.attempts, "max_attempts": task.max_attempts,
+                         "retryable": retryable, "retry_in_seconds": delay if retry else None},
+            )
+        self.wakeup.notify()
+        return Task.model_validate(updated)
+
+    async def release(self, caller: Caller, *, task_id: int, lease_id: str, note: str | None = None) -> Task:
+        """Hand a leased task back untouched; this does not use up an attempt."""
+        agent = _agent_of(caller, "release tasks")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            task = await leased_task(
+                tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
+            )
+            updated = await tx.fetchrow(
+                "UPDATE tasks SET status = 'pending', attempts = attempts - 1, progress_note = COALESCE($2, "
+                "progress_note), lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $3 "
+                "WHERE id = $1 RETURNING *",
+                task_id, note, now,
+            )
+            append_event(
+                tx, now=now, kind="task_released", actor=caller.name, project_id=task.project_id,
+                task_id=task_id, agent_id=agent.id, before=task.status, after=S.PENDING, payload={"note": note},
+            )
+        self.wakeup.notify()
+        return Task.model_validate(updated)
+
+    # ------------------------------------------------------------------------ planner actions
+
+    async def cancel(self, caller: Caller, *, task_id: int, reason: str = "") -> Task:
+        return await self._planner_transition(caller, task_id, S.CANCELLED, "cancel", "task_cancelled", reason)
+
+    async def reopen(self, caller: Caller, *, task_id: int, reason: str = "") -> Task:
+        return await self._planner_transition(caller, task_id, S.PENDING, "reopen", "task_reopened", reason)
+
+    async def _planner_transition(
+        self, caller: Caller, task_id: int, target: TaskStatus, action: str, kind: str, reason: str
+    ) -> Task:
+        require_role(caller, ("operator", "planner"), f"{action} tasks")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            project = await self.resolve_project(tx, caller, None) if caller.agent else None
+            task = await get_task(tx, task_id, project_id=project.id if project else None, for_update=True)
+            check_transition(task, target, action)
+            reset = ", attempts = 0, available_at = 0, last_error = NULL" if target == S.PENDING else ""
+            updated = await tx.fetchrow(
+                f"UPDATE tasks SET status = $2, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                f"completed_at = NULL, updated_at = $3{reset} WHERE id = $1 RETURNING *",
+                task_id, target, now,
+            )
+            append_event(
+                tx, now=now, kind=kind, actor=caller.name, project_id=task.project_id, task_id=task_id,
+                before=task.status, after=target, payload={"reason": reason},
+            )
+            if task.epic_id is not None:
+                if target == S.PENDING:
+                    await tx.execute(
+                        "UPDATE epics SET status = 'in_progress', completed_at = NULL, updated_at = $2 "
+                        "WHERE id = $1 AND status = 'done'", task.epic_id, now,
+                    )
+                else:
+                    await self._after_finish(tx, task, now, caller.name)
+        self.wakeup.notify()
+        return Task.model_validate(updated)
+
+    # ------------------------------------------------------------------------------ shared
+
+    async def _after_finish(self, tx: Tx, task: Task, now: float, actor: str) -> None:
+        """Announce dependents that became ready and close the epic when its last task ended."""
+        ready = await tx.fetch(
+            "SELECT t.id FROM task_dependencies d JOIN tasks t ON t.id = d.task_id "
+            "WHERE d.depends_on_task_id = $1 AND d.kind = 'hard' AND t.status = 'pending' "
+            "AND NOT EXISTS (SELECT 1 FROM task_dependencies d2 JOIN tasks p ON p.id = d2.depends_on_task_id "
+            "WHERE d2.task_id = t.id AND d2.kind = 'hard' AND p.status NOT IN ('done', 'cancelled'))",
+            task.id,
+        )
+        for row in ready:
+            append_event(
+                tx, now=now, kind="task_ready", actor=actor, project_id=task.project_id, task_id=row["id"],
+                payload={"unblocked_by": task.id},
+            )
+        if task.epic_id is None:
+            return
+        closed = await tx.fetchval(
+            "UPDATE epics SET status = 'done', completed_at = $2, updated_at = $2 WHERE id = $1 "
+            "AND status <> 'done' AND NOT EXISTS (SELECT 1 FROM tasks WHERE epic_id = $1 "
+            "AND status NOT IN ('done', 'cancelled')) RETURNING id",
+            task.epic_id, now,
+        )
+        if closed is not None:
+            append_event(
+                tx, now=now, kind="epic_completed", actor=actor, project_id=task.project_id,
+                payload={"epic_id": task.epic_id},
+            )
+
+    async def sweep(self, *, project_id: int | None = None) -> dict[str, int]:
+        """Record expired leases as events, dead-letter tasks out of attempts, mark silent agents lost.
+
+        Nothing depends on this running: expired leases are claimable by the claim itself.
+        """
+        async with self.store.transaction() as tx:
+            now = self.now()
+            scope, args = ("", [now]) if project_id is None else (" AND project_id = $2", [now, project_id])
+            expired = await tx.fetch(
+                "UPDATE tasks SET expiry_noted = lease_token, "
+                "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE status END, "
+                "last_error = CASE WHEN attempts >= max_attempts THEN 'lease expired on the last attempt' "
+                "ELSE last_error END "
+                "WHERE status = 'in_progress' AND lease_expires_at < $1 "
+                f"AND (expiry_noted IS NULL OR expiry_noted <> lease_token){scope} RETURNING *",
+                *args,
+            )
+            for row in expired:
+                task = Task.model_validate(row)
+                append_event(
+                    tx, now=now, kind="lease_expired", actor="sweeper", project_id=task.project_id,
+                    task_id=task.id, agent_id=task.lease_owner, before=S.IN_PROGRESS, after=task.status,
+                    payload={"attempt": task.attempts, "lease_id": task.lease_token,
+                             "dead_lettered": task.status == S.FAILED},
+                )
+            lost = await tx.fetch(
+                f"UPDATE agents SET status = 'lost' WHERE status = 'active' AND last_heartbeat_at < $1{scope} "
+                "RETURNING id, project_id, name",
+                now - self.config.leases.agent_ttl_seconds, *args[1:],
+            )
+            for row in lost:
+                append_event(
+                    tx, now=now, kind="agent_lost", actor="sweeper", project_id=row["project_id"],
+                    agent_id=row["id"], payload={"name": row["name"]},
+                )
+        if expired:
+            self.wakeup.notify()
+        return {"expired": len(expired), "agents_lost": len(lost)}
+
+
+def _agent_of(caller: Caller, action: str) -> Agent:
+    require_role(caller, ("worker",), action)
+    assert caller.agent is not None
+    return caller.agent
