@@ -59,8 +59,14 @@ async def sync_personas(store: Store, folder: Path | None = None) -> list[str]:
                 "description = excluded.description, model = excluded.model, profile = excluded.profile, "
                 "tools = excluded.tools, domains = excluded.domains, prompt = excluded.prompt, "
                 "updated_at = excluded.updated_at",
-                spec.name, spec.description, spec.model, spec.profile, encode_json(spec.tools),
-                encode_json(spec.domains), prompt, now,
+                spec.name,
+                spec.description,
+                spec.model,
+                spec.profile,
+                encode_json(spec.tools),
+                encode_json(spec.domains),
+                prompt,
+                now,
             )
     return [spec.name for spec, _ in loaded]
 
@@ -103,12 +109,24 @@ class AgentService(ServiceBase):
                 "INSERT INTO agents (project_id, name, persona, role, capabilities, token_hash, status, "
                 "last_heartbeat_at, worktree, pid, created_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $7) RETURNING *",
-                target.id, name or persona, persona, role, encode_json(capabilities or []), hash_token(token),
-                now, worktree, pid,
+                target.id,
+                name or persona,
+                persona,
+                role,
+                encode_json(capabilities or []),
+                hash_token(token),
+                now,
+                worktree,
+                pid,
             )
             agent = Agent.model_validate(row)
             append_event(
-                tx, now=now, kind="agent_registered", actor=caller.name, project_id=target.id, agent_id=agent.id,
+                tx,
+                now=now,
+                kind="agent_registered",
+                actor=caller.name,
+                project_id=target.id,
+                agent_id=agent.id,
                 payload={"name": agent.name, "persona": persona, "role": role},
             )
         return Registered(agent=agent, token=token)

@@ -45,10 +45,10 @@ class Wakeup:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for the next notify, at most `timeout` seconds; True if woken."""
+    async def wait(self, seconds: float) -> bool:
+        """Wait for the next notify, at most `seconds`; True if woken."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), seconds)
         except TimeoutError:
             return False
         return True

@@ -31,7 +31,15 @@ def append_event(
     transaction committed late. Being last, the lock is held only for the commit itself.
     """
     values = (
-        project_id, task_id, agent_id, actor, kind, before, after, encode_json(payload or {}), now,
+        project_id,
+        task_id,
+        agent_id,
+        actor,
+        kind,
+        before,
+        after,
+        encode_json(payload or {}),
+        now,
     )
 
     async def write() -> None:
@@ -51,7 +59,8 @@ async def events_after(
     tx: Tx, *, project_id: int | None, after_id: int = 0, limit: int = 100, task_id: int | None = None
 ) -> list[Event]:
     """Events with id > after_id, oldest first (a cursor for replay and live feeds)."""
-    clauses, args = ["id > $1"], [after_id]
+    clauses: list[str] = ["id > $1"]
+    args: list[object] = [after_id]
     if project_id is not None:
         args.append(project_id)
         clauses.append(f"project_id = ${len(args)}")

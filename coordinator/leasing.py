@@ -19,7 +19,6 @@ from coordinator.storage.base import Tx
 _UNFINISHED = "('pending', 'in_progress', 'merging', 'failed', 'conflict', 'rejected')"
 
 
-
 def _ready_condition(persona_clause: str) -> str:
     """Ready tasks of project $1 at time $2 (persona $3 is matched by `persona_clause`)."""
     return f"""
@@ -116,7 +115,11 @@ async def leased_task(tx: Tx, *, task_id: int, lease_id: str, agent_id: int, pro
     if row is None or row["project_id"] != project_id:
         raise NotFound(f"task {task_id} does not exist in this project", fix="check the task_id you claimed")
     task = Task.model_validate(row)
-    if task.status == TaskStatus.IN_PROGRESS and task.lease_token == lease_id and task.lease_owner == agent_id:
+    if (
+        task.status == TaskStatus.IN_PROGRESS
+        and task.lease_token == lease_id
+        and task.lease_owner == agent_id
+    ):
         return task
     raise LeaseLost(lease_lost_message(task, lease_id), fix=LEASE_LOST_FIX)
 

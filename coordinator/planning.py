@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from coordinator.context import Caller, ServiceBase, require_role
+from coordinator.context import Caller, Role, ServiceBase, require_role
 from coordinator.errors import InvalidInput, NotFound
 from coordinator.events import append_event
 from coordinator.graph import DependencyGraph
@@ -19,7 +19,7 @@ from coordinator.queries import get_epic, get_project, get_task
 from coordinator.records import DependencyKind, Epic, Project, Task, TaskTest
 from coordinator.storage.base import IntegrityViolation, Tx, encode_json
 
-_PLANNERS = ("operator", "planner")
+_PLANNERS: tuple[Role, ...] = ("operator", "planner")
 
 
 class NewTask(BaseModel):
@@ -83,7 +83,13 @@ class PlanningService(ServiceBase):
     """Creates and links the work; never moves a task between states (see WorkService)."""
 
     async def create_project(
-        self, caller: Caller, *, name: str, description: str = "", spec: str = "", repo_path: str | None = None
+        self,
+        caller: Caller,
+        *,
+        name: str,
+        description: str = "",
+        spec: str = "",
+        repo_path: str | None = None,
     ) -> Project:
         require_role(caller, ("operator",), "create projects")
         if not name.strip():
@@ -94,7 +100,11 @@ class PlanningService(ServiceBase):
                 row = await tx.fetchrow(
                     "INSERT INTO projects (name, description, spec, repo_path, created_at, updated_at) "
                     "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
-                    name.strip(), description, spec, repo_path, now,
+                    name.strip(),
+                    description,
+                    spec,
+                    repo_path,
+                    now,
                 )
             except IntegrityViolation:
                 raise InvalidInput(
@@ -102,14 +112,24 @@ class PlanningService(ServiceBase):
                 ) from None
             project = Project.model_validate(row)
             append_event(
-                tx, now=now, kind="project_created", actor=caller.name, project_id=project.id,
+                tx,
+                now=now,
+                kind="project_created",
+                actor=caller.name,
+                project_id=project.id,
                 payload={"name": project.name},
             )
         return project
 
     async def create_epic(
-        self, caller: Caller, *, name: str, description: str = "", priority: int = 0,
-        project: int | str | None = None, depends_on: Sequence[int] = (),
+        self,
+        caller: Caller,
+        *,
+        name: str,
+        description: str = "",
+        priority: int = 0,
+        project: int | str | None = None,
+        depends_on: Sequence[int] = (),
     ) -> Epic:
         require_role(caller, _PLANNERS, "create epics")
         if not name.strip():
@@ -120,7 +140,11 @@ class PlanningService(ServiceBase):
             row = await tx.fetchrow(
                 "INSERT INTO epics (project_id, name, description, priority, created_at, updated_at) "
                 "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
-                target.id, name.strip(), description, priority, now,
+                target.id,
+                name.strip(),
+                description,
+                priority,
+                now,
             )
             epic = Epic.model_validate(row)
             if depends_on:
@@ -130,11 +154,18 @@ class PlanningService(ServiceBase):
                     graph.add_epic_edge(before, epic.id, "hard")
                     await tx.execute(
                         "INSERT INTO epic_dependencies (epic_id, depends_on_epic_id, kind, created_at) "
-                        "VALUES ($1, $2, 'hard', $3)", epic.id, before, now,
+                        "VALUES ($1, $2, 'hard', $3)",
+                        epic.id,
+                        before,
+                        now,
                     )
                 await store_remaining_paths(tx, target.id, graph)
             append_event(
-                tx, now=now, kind="epic_created", actor=caller.name, project_id=target.id,
+                tx,
+                now=now,
+                kind="epic_created",
+                actor=caller.name,
+                project_id=target.id,
                 payload={"epic_id": epic.id, "name": epic.name, "depends_on": list(depends_on)},
             )
         return epic
@@ -160,13 +191,24 @@ class PlanningService(ServiceBase):
                         "persona, domain, predicted_files, estimate, remaining_path, max_attempts, created_at, "
                         "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $13) "
                         "RETURNING *",
-                        target.id, spec.epic_id, spec.local_key, spec.title, spec.description, spec.action,
-                        spec.priority, spec.persona, spec.domain, encode_json(spec.predicted_files), spec.estimate,
-                        spec.max_attempts or self.config.leases.max_attempts, now,
+                        target.id,
+                        spec.epic_id,
+                        spec.local_key,
+                        spec.title,
+                        spec.description,
+                        spec.action,
+                        spec.priority,
+                        spec.persona,
+                        spec.domain,
+                        encode_json(spec.predicted_files),
+                        spec.estimate,
+                        spec.max_attempts or self.config.leases.max_attempts,
+                        now,
                     )
                 except IntegrityViolation:
                     raise InvalidInput(
-                        f"{field}.local_key", f"{spec.local_key!r} is already used in this project",
+                        f"{field}.local_key",
+                        f"{spec.local_key!r} is already used in this project",
                         fix="give each task a unique local key",
                     ) from None
                 task = Task.model_validate(row)
@@ -177,17 +219,29 @@ class PlanningService(ServiceBase):
                         [(task.id, path) for path in dict.fromkeys(spec.predicted_files)],
                     )
                 for before in spec.depends_on:
-                    await self._link(tx, graph, before, task.id, spec.dependency_type, now, f"{field}.depends_on")
+                    await self._link(
+                        tx, graph, before, task.id, spec.dependency_type, now, f"{field}.depends_on"
+                    )
                 created.append(task)
                 append_event(
-                    tx, now=now, kind="task_created", actor=caller.name, project_id=target.id, task_id=task.id,
-                    after="pending", payload={"title": task.title, "depends_on": spec.depends_on},
+                    tx,
+                    now=now,
+                    kind="task_created",
+                    actor=caller.name,
+                    project_id=target.id,
+                    task_id=task.id,
+                    after="pending",
+                    payload={"title": task.title, "depends_on": spec.depends_on},
                 )
             await store_remaining_paths(tx, target.id, graph)
             ids = [t.id for t in created]
-            rows = await tx.fetch(
-                f"SELECT * FROM tasks WHERE id IN ({', '.join(str(i) for i in ids)}) ORDER BY id"
-            ) if ids else []
+            rows = (
+                await tx.fetch(
+                    f"SELECT * FROM tasks WHERE id IN ({', '.join(str(i) for i in ids)}) ORDER BY id"
+                )
+                if ids
+                else []
+            )
         self.wakeup.notify()
         return [Task.model_validate(r) for r in rows]
 
@@ -203,8 +257,13 @@ class PlanningService(ServiceBase):
             await self._link(tx, graph, depends_on, task_id, kind, now, "depends_on")
             await store_remaining_paths(tx, task.project_id, graph)
             append_event(
-                tx, now=now, kind="dependency_added", actor=caller.name, project_id=task.project_id,
-                task_id=task_id, payload={"depends_on": depends_on, "kind": kind},
+                tx,
+                now=now,
+                kind="dependency_added",
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
+                payload={"depends_on": depends_on, "kind": kind},
             )
 
     async def remove_dependency(self, caller: Caller, *, task_id: int, depends_on: int) -> None:
@@ -213,7 +272,9 @@ class PlanningService(ServiceBase):
             now = self.now()
             task = await get_task(tx, task_id, project_id=caller.project_id)
             removed = await tx.execute(
-                "DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on_task_id = $2", task_id, depends_on
+                "DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on_task_id = $2",
+                task_id,
+                depends_on,
             )
             if not removed:
                 raise NotFound(
@@ -222,13 +283,25 @@ class PlanningService(ServiceBase):
                 )
             await store_remaining_paths(tx, task.project_id, await load_graph(tx, task.project_id))
             append_event(
-                tx, now=now, kind="dependency_removed", actor=caller.name, project_id=task.project_id,
-                task_id=task_id, payload={"depends_on": depends_on},
+                tx,
+                now=now,
+                kind="dependency_removed",
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
+                payload={"depends_on": depends_on},
             )
         self.wakeup.notify()
 
     async def _link(
-        self, tx: Tx, graph: DependencyGraph, before: int, after: int, kind: DependencyKind, now: float, field: str
+        self,
+        tx: Tx,
+        graph: DependencyGraph,
+        before: int,
+        after: int,
+        kind: DependencyKind,
+        now: float,
+        field: str,
     ) -> None:
         try:
             graph.add_edge(before, after, kind)
@@ -238,16 +311,29 @@ class PlanningService(ServiceBase):
             ) from None
         await tx.execute(
             "INSERT INTO task_dependencies (task_id, depends_on_task_id, kind, created_at) VALUES ($1, $2, $3, $4)",
-            after, before, kind, now,
+            after,
+            before,
+            kind,
+            now,
         )
 
     async def _check_persona(self, tx: Tx, persona: str | None, field: str) -> None:
-        if persona is not None and await tx.fetchval("SELECT 1 FROM personas WHERE name = $1", persona) is None:
+        if (
+            persona is not None
+            and await tx.fetchval("SELECT 1 FROM personas WHERE name = $1", persona) is None
+        ):
             names = [r["name"] for r in await tx.fetch("SELECT name FROM personas ORDER BY name")]
-            raise InvalidInput(field, f"persona {persona!r} does not exist", fix=f"use one of: {', '.join(names)}")
+            raise InvalidInput(
+                field, f"persona {persona!r} does not exist", fix=f"use one of: {', '.join(names)}"
+            )
 
     async def create_test(
-        self, caller: Caller, *, task_id: int, description: str, category: str = "functional",
+        self,
+        caller: Caller,
+        *,
+        task_id: int,
+        description: str,
+        category: str = "functional",
         steps: Sequence[str] = (),
     ) -> TaskTest:
         require_role(caller, _PLANNERS, "create tests")
@@ -259,11 +345,20 @@ class PlanningService(ServiceBase):
             row = await tx.fetchrow(
                 "INSERT INTO task_tests (task_id, category, description, steps, created_at, updated_at) "
                 "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
-                task_id, category, description, encode_json(list(steps)), now,
+                task_id,
+                category,
+                description,
+                encode_json(list(steps)),
+                now,
             )
             test = TaskTest.model_validate(row)
             append_event(
-                tx, now=now, kind="test_created", actor=caller.name, project_id=task.project_id, task_id=task_id,
+                tx,
+                now=now,
+                kind="test_created",
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
                 payload={"test_id": test.id, "description": description},
             )
         return test
@@ -275,17 +370,29 @@ class PlanningService(ServiceBase):
             now = self.now()
             row = await tx.fetchrow(
                 "SELECT tt.id, t.project_id, t.id AS task_id FROM task_tests tt JOIN tasks t ON t.id = tt.task_id "
-                "WHERE tt.id = $1", test_id,
+                "WHERE tt.id = $1",
+                test_id,
             )
             if row is None or (caller.project_id is not None and row["project_id"] != caller.project_id):
-                raise NotFound(f"test {test_id} does not exist in this project", fix="list tests with list_tests")
+                raise NotFound(
+                    f"test {test_id} does not exist in this project", fix="list tests with list_tests"
+                )
             updated = await tx.fetchrow(
                 "UPDATE task_tests SET passes = $2, notes = COALESCE($3, notes), updated_at = $4 WHERE id = $1 "
-                "RETURNING *", test_id, passes, notes, now,
+                "RETURNING *",
+                test_id,
+                passes,
+                notes,
+                now,
             )
             append_event(
-                tx, now=now, kind="test_result", actor=caller.name, project_id=row["project_id"],
-                task_id=row["task_id"], payload={"test_id": test_id, "passes": passes},
+                tx,
+                now=now,
+                kind="test_result",
+                actor=caller.name,
+                project_id=row["project_id"],
+                task_id=row["task_id"],
+                payload={"test_id": test_id, "passes": passes},
             )
         return TaskTest.model_validate(updated)
 
@@ -297,10 +404,17 @@ class PlanningService(ServiceBase):
         async with self.store.transaction() as tx:
             now = self.now()
             target = await self.resolve_project(tx, caller, project)
-            await tx.execute("UPDATE projects SET status = $2, updated_at = $3 WHERE id = $1", target.id, status, now)
+            await tx.execute(
+                "UPDATE projects SET status = $2, updated_at = $3 WHERE id = $1", target.id, status, now
+            )
             append_event(
-                tx, now=now, kind="project_status", actor=caller.name, project_id=target.id,
-                before=target.status, after=status,
+                tx,
+                now=now,
+                kind="project_status",
+                actor=caller.name,
+                project_id=target.id,
+                before=target.status,
+                after=status,
             )
             updated = await get_project(tx, target.id)
         self.wakeup.notify()

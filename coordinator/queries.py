@@ -54,9 +54,7 @@ async def get_tasks(tx: Tx, task_ids: list[int], *, project_id: int) -> dict[int
     found = {int(r["id"]): Task.model_validate(r) for r in rows}
     missing = [t for t in task_ids if t not in found]
     if missing:
-        raise NotFound(
-            f"task {missing[0]} does not exist in this project", fix="list tasks with list_tasks"
-        )
+        raise NotFound(f"task {missing[0]} does not exist in this project", fix="list tasks with list_tasks")
     return found
 
 
@@ -69,7 +67,8 @@ async def list_tasks(
     limit: int = 1000,
     offset: int = 0,
 ) -> list[Task]:
-    clauses, args = ["project_id = $1"], [project_id]
+    clauses: list[str] = ["project_id = $1"]
+    args: list[object] = [project_id]
     if status is not None:
         args.append(status)
         clauses.append(f"status = ${len(args)}")

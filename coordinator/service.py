@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from coordinator.agents import AgentService, sync_personas
@@ -43,7 +44,7 @@ class Coordinator:
             pool_max_size=db.pool_max_size,
             connect_timeout_seconds=db.connect_timeout_seconds,
         )
-        store = await open_store(url, options=options, **({"clock": clock} if clock else {}))
+        store = await open_store(url, options=options, clock=clock or time.time)
         try:
             await sync_personas(store, personas_dir)
         except BaseException:

@@ -38,6 +38,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 MAX_WAIT_SECONDS = 300.0
 _CROSS_PROCESS_POLL_SECONDS = 1.0
+_CLAIM_QUEUE_LOCK = 0x59F1
 
 
 def check_transition(task: Task, target: TaskStatus, action: str) -> None:
@@ -84,7 +85,9 @@ class Claimed(BaseModel):
     context: ClaimContext
 
 
-NoWorkReason = Literal["all_done", "waiting", "blocked_by_failures", "other_personas", "budget_exhausted", "paused"]
+NoWorkReason = Literal[
+    "all_done", "waiting", "blocked_by_failures", "other_personas", "budget_exhausted", "paused"
+]
 
 
 class NoWork(BaseModel):
@@ -131,14 +134,20 @@ class WorkService(ServiceBase):
         require_role(caller, ("worker",), "claim tasks")
         if not math.isfinite(wait_seconds) or not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
             raise InvalidInput(
-                "wait_seconds", f"{wait_seconds!r} is out of range", fix=f"give 0 to {MAX_WAIT_SECONDS:g} seconds"
+                "wait_seconds",
+                f"{wait_seconds!r} is out of range",
+                fix=f"give 0 to {MAX_WAIT_SECONDS:g} seconds",
             )
         ttl = self._ttl(ttl_seconds)
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             outcome = await self._claim_once(caller, ttl)
             remaining = deadline - asyncio.get_running_loop().time()
-            if isinstance(outcome, Claimed) or remaining <= 0 or outcome.reason in ("all_done", "budget_exhausted"):
+            if (
+                isinstance(outcome, Claimed)
+                or remaining <= 0
+                or outcome.reason in ("all_done", "budget_exhausted")
+            ):
                 return outcome
             # Woken at once by changes in this process; other processes are noticed by polling.
             await self.wakeup.wait(min(remaining, _CROSS_PROCESS_POLL_SECONDS))
@@ -155,13 +164,7 @@ class WorkService(ServiceBase):
             if await self._budget_exhausted(tx, project.id):
                 return await self._no_work(tx, project.id, agent.persona, now, budget=True)
             if tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts:
-                # Claims of one project queue here so two of them cannot both miss the other's
-                # lease on a shared file; projects without predicted files skip the queue.
-                if await tx.fetchval(
-                    "SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE t.project_id = $1 LIMIT 1",
-                    project.id,
-                ):
-                    await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", 0x59F1, project.id)
+                await self._queue_claims_sharing_files(tx, project.id)
             task = await claim_one(
                 tx,
                 project_id=project.id,
@@ -175,18 +178,43 @@ class WorkService(ServiceBase):
                 return await self._no_work(tx, project.id, agent.persona, now)
             before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
             append_event(
-                tx, now=now, kind="task_claimed", actor=caller.name, project_id=project.id, task_id=task.id,
-                agent_id=agent.id, before=before, after=S.IN_PROGRESS,
-                payload={"attempt": task.attempts, "lease_id": task.lease_token,
-                         "expires_at": task.lease_expires_at, "took_over_from_agent": task.expired_owner},
+                tx,
+                now=now,
+                kind="task_claimed",
+                actor=caller.name,
+                project_id=project.id,
+                task_id=task.id,
+                agent_id=agent.id,
+                before=before,
+                after=S.IN_PROGRESS,
+                payload={
+                    "attempt": task.attempts,
+                    "lease_id": task.lease_token,
+                    "expires_at": task.lease_expires_at,
+                    "took_over_from_agent": task.expired_owner,
+                },
             )
             if task.epic_id is not None:
                 await tx.execute(
                     "UPDATE epics SET status = 'in_progress', updated_at = $2 WHERE id = $1 AND status = 'pending'",
-                    task.epic_id, now,
+                    task.epic_id,
+                    now,
                 )
             context = await self._claim_context(tx, task)
         return Claimed(task=task, lease=self._lease(task, ttl), context=context)
+
+    async def _queue_claims_sharing_files(self, tx: Tx, project_id: int) -> None:
+        """On PostgreSQL, claims of a project with predicted files take turns.
+
+        Otherwise two concurrent claims could each miss the other's new lease on a shared
+        file. Projects without predicted files keep fully parallel SKIP LOCKED claims.
+        """
+        has_files = await tx.fetchval(
+            "SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE t.project_id = $1 LIMIT 1",
+            project_id,
+        )
+        if has_files:
+            await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _CLAIM_QUEUE_LOCK, project_id)
 
     async def _claim_context(self, tx: Tx, task: Task) -> ClaimContext:
         rows = await tx.fetch(
@@ -197,8 +225,14 @@ class WorkService(ServiceBase):
         )
         dependencies = [
             DependencyContext(
-                task_id=r["id"], title=r["title"], kind=r["kind"], status=r["status"], summary=r["summary"],
-                result=r["result"], files_changed=decode_json(r["files_changed"]), commit=r["commit_sha"],
+                task_id=r["id"],
+                title=r["title"],
+                kind=r["kind"],
+                status=r["status"],
+                summary=r["summary"],
+                result=r["result"],
+                files_changed=decode_json(r["files_changed"]),
+                commit=r["commit_sha"],
             )
             for r in rows
         ]
@@ -226,7 +260,8 @@ class WorkService(ServiceBase):
             "SUM(CASE WHEN status = 'pending' AND available_at > $2 THEN 1 ELSE 0 END) AS backoff, "
             "SUM(CASE WHEN status = 'in_progress' AND lease_expires_at >= $2 THEN 1 ELSE 0 END) AS live "
             "FROM tasks WHERE project_id = $1 GROUP BY status",
-            project_id, now,
+            project_id,
+            now,
         )
         counts = {s.value: 0 for s in TaskStatus}
         backoff = live = 0
@@ -235,34 +270,64 @@ class WorkService(ServiceBase):
             backoff += int(r["backoff"] or 0)
             live += int(r["live"] or 0)
         counts["running"], counts["in_backoff"] = live, backoff
-        open_tasks = sum(counts[s.value] for s in (S.PENDING, S.IN_PROGRESS, S.MERGING, S.CONFLICT, S.REJECTED))
+        open_tasks = sum(
+            counts[s.value] for s in (S.PENDING, S.IN_PROGRESS, S.MERGING, S.CONFLICT, S.REJECTED)
+        )
         retry = float(self.config.leases.heartbeat_interval_seconds)
         if budget:
-            return NoWork(reason="budget_exhausted", counts=counts, retry_after_seconds=None,
-                          message="the project's budget (cost.budget_limit_usd) is spent; no more tasks are "
-                                  "handed out. Stop working, or ask a person to raise the budget.")
+            return NoWork(
+                reason="budget_exhausted",
+                counts=counts,
+                retry_after_seconds=None,
+                message="the project's budget (cost.budget_limit_usd) is spent; no more tasks are "
+                "handed out. Stop working, or ask a person to raise the budget.",
+            )
         if paused:
-            return NoWork(reason="paused", counts=counts, retry_after_seconds=retry,
-                          message="claiming is paused for this project; wait and try again later.")
+            return NoWork(
+                reason="paused",
+                counts=counts,
+                retry_after_seconds=retry,
+                message="claiming is paused for this project; wait and try again later.",
+            )
         if open_tasks == 0 and counts[S.FAILED] == 0:
-            return NoWork(reason="all_done", counts=counts, retry_after_seconds=None,
-                          message="nothing is left to do in this project; you can stop.")
+            return NoWork(
+                reason="all_done",
+                counts=counts,
+                retry_after_seconds=None,
+                message="nothing is left to do in this project; you can stop.",
+            )
         if open_tasks == 0:
-            return NoWork(reason="blocked_by_failures", counts=counts, retry_after_seconds=None,
-                          message=f"only {counts[S.FAILED]} failed tasks are left; a planner must reopen or "
-                                  "cancel them.")
+            return NoWork(
+                reason="blocked_by_failures",
+                counts=counts,
+                retry_after_seconds=None,
+                message=f"only {counts[S.FAILED]} failed tasks are left; a planner must reopen or "
+                "cancel them.",
+            )
         if await has_ready_task_for_other_personas(tx, project_id=project_id, persona=persona, now=now):
-            return NoWork(reason="other_personas", counts=counts, retry_after_seconds=retry,
-                          message=f"the ready tasks are for other personas than {persona!r}; "
-                                  "wait for tasks that suit you.")
+            return NoWork(
+                reason="other_personas",
+                counts=counts,
+                retry_after_seconds=retry,
+                message=f"the ready tasks are for other personas than {persona!r}; "
+                "wait for tasks that suit you.",
+            )
         if live or backoff or counts[S.MERGING] or counts[S.IN_PROGRESS]:
-            return NoWork(reason="waiting", counts=counts, retry_after_seconds=retry,
-                          message=f"{counts[S.PENDING]} tasks wait on {live} running ones"
-                                  f"{f' and {backoff} in retry backoff' if backoff else ''}; "
-                                  "claim again with wait_seconds to be woken when one is ready.")
-        return NoWork(reason="blocked_by_failures", counts=counts, retry_after_seconds=None,
-                      message=f"the {open_tasks} remaining tasks are blocked by {counts[S.FAILED]} failed or "
-                              "conflicting tasks; a planner must reopen or cancel them.")
+            return NoWork(
+                reason="waiting",
+                counts=counts,
+                retry_after_seconds=retry,
+                message=f"{counts[S.PENDING]} tasks wait on {live} running ones"
+                f"{f' and {backoff} in retry backoff' if backoff else ''}; "
+                "claim again with wait_seconds to be woken when one is ready.",
+            )
+        return NoWork(
+            reason="blocked_by_failures",
+            counts=counts,
+            retry_after_seconds=None,
+            message=f"the {open_tasks} remaining tasks are blocked by {counts[S.FAILED]} failed or "
+            "conflicting tasks; a planner must reopen or cancel them.",
+        )
 
     async def _touch_agent(self, tx: Tx, agent_id: int, now: float) -> None:
         await tx.execute(
@@ -272,7 +337,12 @@ class WorkService(ServiceBase):
     # --------------------------------------------------------------------- leased operations
 
     async def heartbeat(
-        self, caller: Caller, *, task_id: int, lease_id: str, progress_note: str | None = None,
+        self,
+        caller: Caller,
+        *,
+        task_id: int,
+        lease_id: str,
+        progress_note: str | None = None,
         ttl_seconds: float | None = None,
     ) -> Lease:
         """Extend a live lease and keep the progress note as a hand-off for whoever comes next."""
@@ -280,22 +350,40 @@ class WorkService(ServiceBase):
         agent = _agent_of(caller, "heartbeat")
         async with self.store.transaction() as tx:
             now = self.now()
-            await leased_task(tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id)
+            await leased_task(
+                tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
+            )
             row = await tx.fetchrow(
                 "UPDATE tasks SET lease_expires_at = $2, progress_note = COALESCE($3, progress_note), "
                 "updated_at = $4 WHERE id = $1 RETURNING *",
-                task_id, now + ttl, progress_note, now,
+                task_id,
+                now + ttl,
+                progress_note,
+                now,
             )
             await self._touch_agent(tx, agent.id, now)
             append_event(
-                tx, now=now, kind="lease_heartbeat", actor=caller.name, project_id=agent.project_id,
-                task_id=task_id, agent_id=agent.id, payload={"expires_at": now + ttl, "note": progress_note},
+                tx,
+                now=now,
+                kind="lease_heartbeat",
+                actor=caller.name,
+                project_id=agent.project_id,
+                task_id=task_id,
+                agent_id=agent.id,
+                payload={"expires_at": now + ttl, "note": progress_note},
             )
         return self._lease(Task.model_validate(row), ttl)
 
     async def complete(
-        self, caller: Caller, *, task_id: int, lease_id: str, result: str | None = None,
-        summary: str | None = None, files_changed: list[str] | None = None, commit: str | None = None,
+        self,
+        caller: Caller,
+        *,
+        task_id: int,
+        lease_id: str,
+        result: str | None = None,
+        summary: str | None = None,
+        files_changed: list[str] | None = None,
+        commit: str | None = None,
     ) -> Task:
         """Finish a leased task: record its result and unblock its dependents, in one transaction."""
         agent = _agent_of(caller, "complete tasks")
@@ -315,11 +403,23 @@ class WorkService(ServiceBase):
                 "UPDATE tasks SET status = 'done', result = $2, summary = $3, files_changed = $4, commit_sha = $5, "
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = $6, updated_at = $6 "
                 "WHERE id = $1 RETURNING *",
-                task_id, result, summary, encode_json(files_changed or []), commit, now,
+                task_id,
+                result,
+                summary,
+                encode_json(files_changed or []),
+                commit,
+                now,
             )
             append_event(
-                tx, now=now, kind="task_completed", actor=caller.name, project_id=task.project_id,
-                task_id=task_id, agent_id=agent.id, before=task.status, after=S.DONE,
+                tx,
+                now=now,
+                kind="task_completed",
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
+                agent_id=agent.id,
+                before=task.status,
+                after=S.DONE,
                 payload={"summary": summary, "files_changed": files_changed or [], "commit": commit},
             )
             await self._after_finish(tx, task, now, caller.name)
@@ -331,7 +431,9 @@ class WorkService(ServiceBase):
     ) -> Task:
         """Give up on an attempt: retry later with backoff, or fail the task for good."""
         if not error.strip():
-            raise InvalidInput("error", "is empty", fix="say what went wrong, so the next attempt can avoid it")
+            raise InvalidInput(
+                "error", "is empty", fix="say what went wrong, so the next attempt can avoid it"
+            )
         agent = _agent_of(caller, "fail tasks")
         async with self.store.transaction() as tx:
             now = self.now()
@@ -344,13 +446,29 @@ class WorkService(ServiceBase):
             updated = await tx.fetchrow(
                 "UPDATE tasks SET status = $2, last_error = $3, available_at = $4, lease_owner = NULL, "
                 "lease_token = NULL, lease_expires_at = NULL, updated_at = $5 WHERE id = $1 RETURNING *",
-                task_id, target, error, now + delay, now,
+                task_id,
+                target,
+                error,
+                now + delay,
+                now,
             )
             append_event(
-                tx, now=now, kind="task_retry_scheduled" if retry else "task_failed", actor=caller.name,
-                project_id=task.project_id, task_id=task_id, agent_id=agent.id, before=task.status, after=target,
-                payload={"error": error, "attempt": task.attempts, "max_attempts": task.max_attempts,
-                         "retryable": retryable, "retry_in_seconds": delay if retry else None},
+                tx,
+                now=now,
+                kind="task_retry_scheduled" if retry else "task_failed",
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
+                agent_id=agent.id,
+                before=task.status,
+                after=target,
+                payload={
+                    "error": error,
+                    "attempt": task.attempts,
+                    "max_attempts": task.max_attempts,
+                    "retryable": retryable,
+                    "retry_in_seconds": delay if retry else None,
+                },
             )
         self.wakeup.notify()
         return Task.model_validate(updated)
@@ -367,11 +485,21 @@ class WorkService(ServiceBase):
                 "UPDATE tasks SET status = 'pending', attempts = attempts - 1, progress_note = COALESCE($2, "
                 "progress_note), lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $3 "
                 "WHERE id = $1 RETURNING *",
-                task_id, note, now,
+                task_id,
+                note,
+                now,
             )
             append_event(
-                tx, now=now, kind="task_released", actor=caller.name, project_id=task.project_id,
-                task_id=task_id, agent_id=agent.id, before=task.status, after=S.PENDING, payload={"note": note},
+                tx,
+                now=now,
+                kind="task_released",
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
+                agent_id=agent.id,
+                before=task.status,
+                after=S.PENDING,
+                payload={"note": note},
             )
         self.wakeup.notify()
         return Task.model_validate(updated)
@@ -379,7 +507,9 @@ class WorkService(ServiceBase):
     # ------------------------------------------------------------------------ planner actions
 
     async def cancel(self, caller: Caller, *, task_id: int, reason: str = "") -> Task:
-        return await self._planner_transition(caller, task_id, S.CANCELLED, "cancel", "task_cancelled", reason)
+        return await self._planner_transition(
+            caller, task_id, S.CANCELLED, "cancel", "task_cancelled", reason
+        )
 
     async def reopen(self, caller: Caller, *, task_id: int, reason: str = "") -> Task:
         return await self._planner_transition(caller, task_id, S.PENDING, "reopen", "task_reopened", reason)
@@ -397,17 +527,28 @@ class WorkService(ServiceBase):
             updated = await tx.fetchrow(
                 f"UPDATE tasks SET status = $2, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
                 f"completed_at = NULL, updated_at = $3{reset} WHERE id = $1 RETURNING *",
-                task_id, target, now,
+                task_id,
+                target,
+                now,
             )
             append_event(
-                tx, now=now, kind=kind, actor=caller.name, project_id=task.project_id, task_id=task_id,
-                before=task.status, after=target, payload={"reason": reason},
+                tx,
+                now=now,
+                kind=kind,
+                actor=caller.name,
+                project_id=task.project_id,
+                task_id=task_id,
+                before=task.status,
+                after=target,
+                payload={"reason": reason},
             )
             if task.epic_id is not None:
                 if target == S.PENDING:
                     await tx.execute(
                         "UPDATE epics SET status = 'in_progress', completed_at = NULL, updated_at = $2 "
-                        "WHERE id = $1 AND status = 'done'", task.epic_id, now,
+                        "WHERE id = $1 AND status = 'done'",
+                        task.epic_id,
+                        now,
                     )
                 else:
                     await self._after_finish(tx, task, now, caller.name)
@@ -427,7 +568,12 @@ class WorkService(ServiceBase):
         )
         for row in ready:
             append_event(
-                tx, now=now, kind="task_ready", actor=actor, project_id=task.project_id, task_id=row["id"],
+                tx,
+                now=now,
+                kind="task_ready",
+                actor=actor,
+                project_id=task.project_id,
+                task_id=row["id"],
                 payload={"unblocked_by": task.id},
             )
         if task.epic_id is None:
@@ -436,11 +582,16 @@ class WorkService(ServiceBase):
             "UPDATE epics SET status = 'done', completed_at = $2, updated_at = $2 WHERE id = $1 "
             "AND status <> 'done' AND NOT EXISTS (SELECT 1 FROM tasks WHERE epic_id = $1 "
             "AND status NOT IN ('done', 'cancelled')) RETURNING id",
-            task.epic_id, now,
+            task.epic_id,
+            now,
         )
         if closed is not None:
             append_event(
-                tx, now=now, kind="epic_completed", actor=actor, project_id=task.project_id,
+                tx,
+                now=now,
+                kind="epic_completed",
+                actor=actor,
+                project_id=task.project_id,
                 payload={"epic_id": task.epic_id},
             )
 
@@ -464,20 +615,36 @@ class WorkService(ServiceBase):
             for row in expired:
                 task = Task.model_validate(row)
                 append_event(
-                    tx, now=now, kind="lease_expired", actor="sweeper", project_id=task.project_id,
-                    task_id=task.id, agent_id=task.lease_owner, before=S.IN_PROGRESS, after=task.status,
-                    payload={"attempt": task.attempts, "lease_id": task.lease_token,
-                             "dead_lettered": task.status == S.FAILED},
+                    tx,
+                    now=now,
+                    kind="lease_expired",
+                    actor="sweeper",
+                    project_id=task.project_id,
+                    task_id=task.id,
+                    agent_id=task.lease_owner,
+                    before=S.IN_PROGRESS,
+                    after=task.status,
+                    payload={
+                        "attempt": task.attempts,
+                        "lease_id": task.lease_token,
+                        "dead_lettered": task.status == S.FAILED,
+                    },
                 )
             lost = await tx.fetch(
                 f"UPDATE agents SET status = 'lost' WHERE status = 'active' AND last_heartbeat_at < $1{scope} "
                 "RETURNING id, project_id, name",
-                now - self.config.leases.agent_ttl_seconds, *args[1:],
+                now - self.config.leases.agent_ttl_seconds,
+                *args[1:],
             )
             for row in lost:
                 append_event(
-                    tx, now=now, kind="agent_lost", actor="sweeper", project_id=row["project_id"],
-                    agent_id=row["id"], payload={"name": row["name"]},
+                    tx,
+                    now=now,
+                    kind="agent_lost",
+                    actor="sweeper",
+                    project_id=row["project_id"],
+                    agent_id=row["id"],
+                    payload={"name": row["name"]},
                 )
         if expired:
             self.wakeup.notify()

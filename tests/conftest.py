@@ -34,6 +34,7 @@ _POSTGRES_CHECK: list[str | None] = []
 def _check_postgres_once() -> str | None:
     """None when PostgreSQL answers, else why not (asked once per test run)."""
     if not _POSTGRES_CHECK:
+
         async def probe() -> str | None:
             try:
                 connection = await asyncpg.connect(postgres_base_url(), timeout=5)

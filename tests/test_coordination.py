@@ -16,7 +16,9 @@ from coordinator.work import Claimed, NoWork
 from tests.conftest import ManualClock
 
 
-async def worker(coord: Coordinator, project: str = "p", persona: str = "implementer", name: str = "w") -> Caller:
+async def worker(
+    coord: Coordinator, project: str = "p", persona: str = "implementer", name: str = "w"
+) -> Caller:
     registered = await coord.agents.register(OPERATOR, persona=persona, project=project, name=name)
     return agent_caller(registered.agent)
 
@@ -30,15 +32,15 @@ async def claimed(coord: Coordinator, caller: Caller) -> Claimed:
 async def setup_chain(coord: Coordinator) -> list[int]:
     """Project p: a -> b -> c (hard), plus an independent d of low priority."""
     await coord.planning.create_project(OPERATOR, name="p")
-    a, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="a")], project="p")
-    b, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="b", depends_on=[a.id])], project="p")
-    c, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="c", depends_on=[b.id])], project="p")
-    d, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="d", priority=5)], project="p")
+    (a,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="a")], project="p")
+    (b,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="b", depends_on=[a.id])], project="p")
+    (c,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="c", depends_on=[b.id])], project="p")
+    (d,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="d", priority=5)], project="p")
     return [a.id, b.id, c.id, d.id]
 
 
 async def test_claim_follows_dependencies_priority_and_critical_path(coord: Coordinator) -> None:
-    a, b, c, d = await setup_chain(coord)
+    a, _, _, d = await setup_chain(coord)
     (e_task,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="e")], project="p")
     e = e_task.id
     w1, w2, w3 = [await worker(coord, name=f"w{i}") for i in range(3)]
@@ -55,14 +57,22 @@ async def test_complete_unblocks_dependents_and_closes_the_epic(coord: Coordinat
     await coord.planning.create_project(OPERATOR, name="p")
     epic = await coord.planning.create_epic(OPERATOR, name="api", project="p")
     first, second = await coord.planning.create_tasks(
-        OPERATOR, [NewTask(title="schema", epic_id=epic.id), NewTask(title="routes", epic_id=epic.id)], project="p"
+        OPERATOR,
+        [NewTask(title="schema", epic_id=epic.id), NewTask(title="routes", epic_id=epic.id)],
+        project="p",
     )
     await coord.planning.add_dependency(OPERATOR, task_id=second.id, depends_on=first.id)
     w = await worker(coord)
     c1 = await claimed(coord, w)
     assert c1.task.id == first.id
-    await coord.work.complete(w, task_id=first.id, lease_id=c1.lease.lease_id, summary="tables made",
-                              files_changed=["schema.sql"], commit="abc123")
+    await coord.work.complete(
+        w,
+        task_id=first.id,
+        lease_id=c1.lease.lease_id,
+        summary="tables made",
+        files_changed=["schema.sql"],
+        commit="abc123",
+    )
     c2 = await claimed(coord, w)
     assert c2.task.id == second.id
     assert [(d.task_id, d.summary, d.files_changed, d.commit) for d in c2.context.dependencies] == [
@@ -77,7 +87,9 @@ async def test_complete_unblocks_dependents_and_closes_the_epic(coord: Coordinat
     assert isinstance(outcome, NoWork) and outcome.reason == "all_done"
 
 
-async def test_heartbeat_extends_and_stale_leases_are_rejected(coord: Coordinator, clock: ManualClock) -> None:
+async def test_heartbeat_extends_and_stale_leases_are_rejected(
+    coord: Coordinator, clock: ManualClock
+) -> None:
     a, *_ = await setup_chain(coord)
     w1, w2 = await worker(coord, name="w1"), await worker(coord, name="w2")
     first = await claimed(coord, w1)
@@ -114,7 +126,9 @@ async def test_heartbeat_extends_and_stale_leases_are_rejected(coord: Coordinato
 
 async def test_retries_back_off_then_dead_letter(coord: Coordinator, clock: ManualClock) -> None:
     await coord.planning.create_project(OPERATOR, name="p")
-    task, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="flaky", max_attempts=3)], project="p")
+    (task,) = await coord.planning.create_tasks(
+        OPERATOR, [NewTask(title="flaky", max_attempts=3)], project="p"
+    )
     w = await worker(coord)
     delays = []
     for attempt in (1, 2, 3):
@@ -139,15 +153,16 @@ async def test_retries_back_off_then_dead_letter(coord: Coordinator, clock: Manu
 
 
 async def test_non_retryable_failure_and_release(coord: Coordinator) -> None:
-    a, b, c, d = await setup_chain(coord)
+    a, *_ = await setup_chain(coord)
     w = await worker(coord)
     first = await claimed(coord, w)
     released = await coord.work.release(w, task_id=a, lease_id=first.lease.lease_id, note="need a break")
     assert released.status == TaskStatus.PENDING and released.attempts == 0
     again = await claimed(coord, w)
     assert again.task.id == a and again.lease.attempt == 1 and again.context.handoff_note == "need a break"
-    failed = await coord.work.fail(w, task_id=a, lease_id=again.lease.lease_id, error="spec is wrong",
-                                   retryable=False)
+    failed = await coord.work.fail(
+        w, task_id=a, lease_id=again.lease.lease_id, error="spec is wrong", retryable=False
+    )
     assert failed.status == TaskStatus.FAILED
     with pytest.raises(LeaseLost):  # failing twice
         await coord.work.fail(w, task_id=a, lease_id=again.lease.lease_id, error="again")
@@ -157,7 +172,7 @@ async def test_expired_lease_on_last_attempt_is_dead_lettered_by_the_sweep(
     coord: Coordinator, clock: ManualClock
 ) -> None:
     await coord.planning.create_project(OPERATOR, name="p")
-    task, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="x", max_attempts=1)], project="p")
+    (task,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="x", max_attempts=1)], project="p")
     w = await worker(coord)
     await claimed(coord, w)
     clock.advance(301)
@@ -174,7 +189,9 @@ async def test_expired_lease_on_last_attempt_is_dead_lettered_by_the_sweep(
 async def test_agents_never_see_another_projects_tasks(coord: Coordinator) -> None:
     for name in ("alpha", "beta"):
         await coord.planning.create_project(OPERATOR, name=name)
-        await coord.planning.create_tasks(OPERATOR, [NewTask(title=f"{name}-{i}") for i in range(3)], project=name)
+        await coord.planning.create_tasks(
+            OPERATOR, [NewTask(title=f"{name}-{i}") for i in range(3)], project=name
+        )
     wa = await worker(coord, project="alpha")
     wb = await worker(coord, project="beta")
     seen = {"alpha": set(), "beta": set()}
@@ -194,10 +211,10 @@ async def test_agents_never_see_another_projects_tasks(coord: Coordinator) -> No
 
 async def test_persona_matching(coord: Coordinator) -> None:
     await coord.planning.create_project(OPERATOR, name="p")
-    review, = await coord.planning.create_tasks(
+    (review,) = await coord.planning.create_tasks(
         OPERATOR, [NewTask(title="review", persona="reviewer", priority=-1)], project="p"
     )
-    general, = await coord.planning.create_tasks(OPERATOR, [NewTask(title="general")], project="p")
+    (general,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="general")], project="p")
     implementer = await worker(coord, persona="implementer")
     reviewer = await worker(coord, persona="reviewer")
     assert (await claimed(coord, implementer)).task.id == general.id
@@ -210,9 +227,11 @@ async def test_tasks_sharing_a_predicted_file_are_not_leased_at_once(coord: Coor
     await coord.planning.create_project(OPERATOR, name="p")
     one, two, three = await coord.planning.create_tasks(
         OPERATOR,
-        [NewTask(title="one", predicted_files=["api/users.py"]),
-         NewTask(title="two", predicted_files=["api/users.py", "api/auth.py"]),
-         NewTask(title="three", predicted_files=["web/app.js"])],
+        [
+            NewTask(title="one", predicted_files=["api/users.py"]),
+            NewTask(title="two", predicted_files=["api/users.py", "api/auth.py"]),
+            NewTask(title="three", predicted_files=["web/app.js"]),
+        ],
         project="p",
     )
     w1, w2, w3 = [await worker(coord, name=f"w{i}") for i in range(3)]
@@ -287,8 +306,9 @@ async def test_bad_input_is_refused_and_changes_nothing(coord: Coordinator) -> N
     with pytest.raises(NotFound):
         await coord.planning.add_dependency(OPERATOR, task_id=a, depends_on=424242)
     with pytest.raises(NotFound) as unknown:
-        await coord.planning.create_tasks(OPERATOR, [NewTask(title="ok"), NewTask(title="bad", depends_on=[777])],
-                                          project="p")
+        await coord.planning.create_tasks(
+            OPERATOR, [NewTask(title="ok"), NewTask(title="bad", depends_on=[777])], project="p"
+        )
     assert "tasks[1].depends_on: task 777" in str(unknown.value)
     async with coord.store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT COUNT(*) FROM events") == before

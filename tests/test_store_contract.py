@@ -20,10 +20,26 @@ from coordinator.storage.migrations import shipped_migrations
 from tests.conftest import Database
 
 EXPECTED_TABLES = {
-    "projects", "epics", "tasks", "task_dependencies", "task_files", "epic_dependencies", "task_tests", "personas",
-    "agents", "sessions", "events", "parallel_batches", "worktrees", "merges", "agent_costs",
-    "expertise_files", "expertise_updates", "schema_migrations",
+    "projects",
+    "epics",
+    "tasks",
+    "task_dependencies",
+    "task_files",
+    "epic_dependencies",
+    "task_tests",
+    "personas",
+    "agents",
+    "sessions",
+    "events",
+    "parallel_batches",
+    "worktrees",
+    "merges",
+    "agent_costs",
+    "expertise_files",
+    "expertise_updates",
+    "schema_migrations",
 }
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EXPECTED_VIEWS = {"v_project_costs", "v_parallel_progress", "v_worktree_status"}
 
 
@@ -74,7 +90,9 @@ async def test_migrations_create_every_table_and_view(store: Store) -> None:
 async def test_migrating_twice_is_a_no_op(store: Store) -> None:
     assert await migrate(store) == []
     async with store.transaction(write=False) as tx:
-        assert await tx.fetchval("SELECT COUNT(*) FROM schema_migrations") == len(shipped_migrations(store.backend))
+        assert await tx.fetchval("SELECT COUNT(*) FROM schema_migrations") == len(
+            shipped_migrations(store.backend)
+        )
 
 
 async def test_schema_newer_than_code_is_refused_and_nothing_changes(database: Database) -> None:
@@ -127,7 +145,11 @@ async def test_placeholders_repeat_and_rowcounts(store: Store) -> None:
         assert changed == 2
         assert await tx.execute("DELETE FROM tasks WHERE title = $1", "zzz") == 0
         rows = await tx.fetch("SELECT title, priority, estimate FROM tasks ORDER BY title")
-    assert [(r["title"], r["priority"], r["estimate"]) for r in rows] == [("a", 0, 1.0), ("b", 5, 2.5), ("c", 5, 2.5)]
+    assert [(r["title"], r["priority"], r["estimate"]) for r in rows] == [
+        ("a", 0, 1.0),
+        ("b", 5, 2.5),
+        ("c", 5, 2.5),
+    ]
 
 
 async def test_constraints_raise_integrity_violation_and_roll_back(store: Store) -> None:
@@ -137,12 +159,22 @@ async def test_constraints_raise_integrity_violation_and_roll_back(store: Store)
         second = await _insert_task(tx, project_id)
     bad_statements = [
         ("INSERT INTO projects (name, created_at, updated_at) VALUES ('demo', 0, 0)", ()),  # unique name
-        ("INSERT INTO task_dependencies (task_id, depends_on_task_id, created_at) VALUES ($1, $1, 0)", (first,)),
-        ("INSERT INTO task_dependencies (task_id, depends_on_task_id, created_at) VALUES ($1, 99999, 0)", (first,)),
-        ("INSERT INTO tasks (project_id, title, status, created_at, updated_at) VALUES ($1, 'x', 'bogus', 0, 0)",
-         (project_id,)),
-        ("INSERT INTO tasks (project_id, title, estimate, created_at, updated_at) VALUES ($1, 'x', 0, 0, 0)",
-         (project_id,)),
+        (
+            "INSERT INTO task_dependencies (task_id, depends_on_task_id, created_at) VALUES ($1, $1, 0)",
+            (first,),
+        ),
+        (
+            "INSERT INTO task_dependencies (task_id, depends_on_task_id, created_at) VALUES ($1, 99999, 0)",
+            (first,),
+        ),
+        (
+            "INSERT INTO tasks (project_id, title, status, created_at, updated_at) VALUES ($1, 'x', 'bogus', 0, 0)",
+            (project_id,),
+        ),
+        (
+            "INSERT INTO tasks (project_id, title, estimate, created_at, updated_at) VALUES ($1, 'x', 0, 0, 0)",
+            (project_id,),
+        ),
     ]
     for sql, args in bad_statements:
         with pytest.raises(IntegrityViolation):
@@ -205,9 +237,12 @@ async def test_concurrent_writers_lose_no_update(store: Store) -> None:
     async def bump() -> None:
         for _ in range(10):
             async with store.transaction() as tx:
-                attempts = await tx.fetchval("SELECT attempts FROM tasks WHERE id = $1 FOR UPDATE"
-                                             if tx.backend == "postgresql"
-                                             else "SELECT attempts FROM tasks WHERE id = $1", task_id)
+                attempts = await tx.fetchval(
+                    "SELECT attempts FROM tasks WHERE id = $1 FOR UPDATE"
+                    if tx.backend == "postgresql"
+                    else "SELECT attempts FROM tasks WHERE id = $1",
+                    task_id,
+                )
                 await asyncio.sleep(0)
                 await tx.execute("UPDATE tasks SET attempts = $1 WHERE id = $2", attempts + 1, task_id)
 
@@ -270,6 +305,7 @@ async def test_unreachable_postgres_names_the_server_and_the_fix() -> None:
 
 # --- SQLite-specific guarantees -------------------------------------------------------------
 
+
 async def test_sqlite_missing_file_is_not_created_without_create(tmp_path: Path) -> None:
     target = tmp_path / "absent.db"
     with pytest.raises(DatabaseUnavailable) as caught:
@@ -300,7 +336,9 @@ async def test_sqlite_locked_file_gives_a_clear_error_and_changes_nothing(tmp_pa
         with pytest.raises(DatabaseLocked) as caught:
             async with store.transaction() as tx:
                 await _insert_project(tx)
-        assert "locked by another process" in str(caught.value) and "sqlite_busy_timeout_ms" in str(caught.value)
+        assert "locked by another process" in str(caught.value) and "sqlite_busy_timeout_ms" in str(
+            caught.value
+        )
         holder.execute("ROLLBACK")
         async with store.transaction(write=False) as tx:
             assert await tx.fetchval("SELECT COUNT(*) FROM projects") == 0
@@ -348,12 +386,13 @@ async def test_sqlite_several_processes_on_one_file_lose_nothing(tmp_path: Path)
         project_id = await _insert_project(tx)
         await tx.execute("UPDATE projects SET description = '0'")
     processes = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, url, str(project_id), str(w), "60"],
-                         cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE)
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WRITER, url, str(project_id), str(w), "60", cwd=REPO_ROOT, stderr=subprocess.PIPE
+        )
         for w in range(4)
     ]
     for process in processes:
-        _, err = await asyncio.to_thread(process.communicate)
+        _, err = await process.communicate()
         assert process.returncode == 0, err.decode()
     async with store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT COUNT(*) FROM tasks") == 240

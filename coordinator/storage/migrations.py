@@ -45,7 +45,9 @@ def shipped_migrations(backend: str) -> tuple[Migration, ...]:
         migrations.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
-            raise StoreError(f"schema/{backend}/ has no migration {expected:03d} before {migration.version:03d}")
+            raise StoreError(
+                f"schema/{backend}/ has no migration {expected:03d} before {migration.version:03d}"
+            )
     return tuple(migrations)
 
 

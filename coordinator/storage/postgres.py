@@ -18,6 +18,7 @@ import asyncpg
 from coordinator.errors import DatabaseUnavailable, StoreError
 from coordinator.storage.base import Clock, CommitHooks, IntegrityViolation, Row, Store
 
+
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -106,7 +107,7 @@ class PostgresStore(Store):
                 timeout=connect_timeout,
                 init=_setup_connection,
             )
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}",
                 fix="check that the server is running and reachable, and that database.url "
@@ -132,7 +133,7 @@ class PostgresStore(Store):
             await self.pool.release(connection)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[PostgresTx]:  # type: ignore[override]
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[PostgresTx]:
         async with self._acquire() as connection, connection.transaction(readonly=not write):
             tx = PostgresTx(connection)
             yield tx
@@ -141,6 +142,8 @@ class PostgresStore(Store):
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.pool.close(), timeout=10)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             self.pool.terminate()
-            raise StoreError("PostgreSQL connections did not close within 10 s; they were terminated") from exc
+            raise StoreError(
+                "PostgreSQL connections did not close within 10 s; they were terminated"
+            ) from exc

@@ -172,7 +172,7 @@ class SqliteStore(Store):
                 f"cannot open the SQLite database {self.path}: {exc}",
                 fix="check that the path is a writable file and not a folder",
             ) from exc
-        connection.row_factory = _dict_row
+        connection.row_factory = _dict_row  # type: ignore[assignment]
         self._all.append(connection)
         with self.translate_errors():
             try:
@@ -203,8 +203,7 @@ class SqliteStore(Store):
             if not _is_locked(exc):
                 raise
             raise DatabaseLocked(
-                f"{self.describe()} stayed locked by another process for more than "
-                f"{self.busy_timeout_ms} ms",
+                f"{self.describe()} stayed locked by another process for more than {self.busy_timeout_ms} ms",
                 fix="stop the process holding the lock (another server, or a `sqlite3` shell with an "
                 "open transaction), or raise database.sqlite_busy_timeout_ms",
             ) from exc
@@ -228,7 +227,7 @@ class SqliteStore(Store):
             self._readers.put_nowait(connection)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[SqliteTx]:  # type: ignore[override]
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[SqliteTx]:
         opener = self._writing() if write else self._reading()
         async with opener as connection:
             with self.translate_errors():
@@ -255,7 +254,9 @@ class SqliteStore(Store):
             problems = [str(next(iter(r.values()))) for r in rows]
             fk_rows = await tx.fetch("PRAGMA foreign_key_check")
         problems = [p for p in problems if p != "ok"]
-        problems += [f"foreign key violation in {r['table']} row {r['rowid']} -> {r['parent']}" for r in fk_rows]
+        problems += [
+            f"foreign key violation in {r['table']} row {r['rowid']} -> {r['parent']}" for r in fk_rows
+        ]
         return problems
 
     async def close(self) -> None:

@@ -1,0 +1,174 @@
+"""The `yokeflow` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from coordinator import __version__
+from coordinator.config import Config, load_config
+from coordinator.errors import YokeflowError
+from coordinator.storage import Store, StoreOptions, migrate, open_store, schema_status
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def _store_options(config: Config) -> StoreOptions:
+    db = config.database
+    return StoreOptions(
+        sqlite_synchronous=db.sqlite_synchronous,
+        sqlite_busy_timeout_ms=db.sqlite_busy_timeout_ms,
+        pool_min_size=db.pool_min_size,
+        pool_max_size=min(db.pool_max_size, 4),
+        connect_timeout_seconds=db.connect_timeout_seconds,
+    )
+
+
+def _config_and_url(args: argparse.Namespace) -> tuple[Config, str]:
+    root = Path(args.root).resolve()
+    config = load_config(root, path=Path(args.config) if args.config else None)
+    url = args.database or config.database_url(root)
+    return config, url
+
+
+async def _open(args: argparse.Namespace, *, create: bool, prepare: bool) -> Store:
+    config, url = _config_and_url(args)
+    return await open_store(url, options=_store_options(config), create=create, prepare=prepare)
+
+
+async def cmd_db_migrate(args: argparse.Namespace) -> int:
+    store = await _open(args, create=True, prepare=False)
+    try:
+        applied = await migrate(store)
+        status = await schema_status(store)
+    finally:
+        await store.close()
+    if applied:
+        print(
+            f"{store.describe()}: applied migrations {', '.join(map(str, applied))}; "
+            f"schema is at version {status.current}"
+        )
+    else:
+        print(f"{store.describe()}: schema already at version {status.current}; nothing to do")
+    return 0
+
+
+async def cmd_db_check(args: argparse.Namespace) -> int:
+    store = await _open(args, create=False, prepare=False)
+    try:
+        status = await schema_status(store)
+        problems = await store.integrity_problems() if status.current else []
+    finally:
+        await store.close()
+    print(f"database:  {store.describe()}")
+    print(f"schema:    version {status.current} (this yokeflow knows {status.latest})")
+    if status.current > status.latest:
+        problems.append(
+            f"the schema is newer than this yokeflow (version {status.current} > {status.latest}); "
+            "upgrade yokeflow-coordinator"
+        )
+    if status.pending:
+        problems.append(
+            f"migrations {', '.join(map(str, status.pending))} are pending; run `yokeflow db migrate`"
+        )
+    if status.checksum_mismatches:
+        problems.append(f"applied migrations {status.checksum_mismatches} differ from the shipped files")
+    for problem in problems:
+        print(f"problem:   {problem}")
+    print("status:    ok" if not problems else f"status:    {len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    store = await _open(args, create=False, prepare=False)
+    try:
+        async with store.transaction(write=False) as tx:
+            projects = await tx.fetch("SELECT id, name, status FROM projects ORDER BY id")
+            counts = await tx.fetch(
+                "SELECT project_id, status, COUNT(*) AS n FROM tasks GROUP BY project_id, status"
+            )
+            agents = await tx.fetch(
+                "SELECT project_id, COUNT(*) AS n FROM agents WHERE status = 'active' GROUP BY project_id"
+            )
+    finally:
+        await store.close()
+    if not projects:
+        print("no projects yet")
+        return 0
+    active = {r["project_id"]: r["n"] for r in agents}
+    for project in projects:
+        if args.project and args.project not in (project["name"], str(project["id"])):
+            continue
+        by_status = {r["status"]: r["n"] for r in counts if r["project_id"] == project["id"]}
+        total = sum(by_status.values())
+        summary = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items())) or "no tasks"
+        print(
+            f"{project['name']} (#{project['id']}, {project['status']}): {total} tasks: {summary}; "
+            f"{active.get(project['id'], 0)} active agents"
+        )
+    return 0
+
+
+def _not_yet(command: str, arrives_with: str) -> Handler:
+    async def handler(args: argparse.Namespace) -> int:
+        print(
+            f"yokeflow {command} is not available in this version yet (it arrives with {arrives_with}).",
+            file=sys.stderr,
+        )
+        return 2
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yokeflow",
+        description="YokeFlow Coordinator: an MCP coordination server for teams of AI coding agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"yokeflow {__version__}")
+    parser.add_argument("--root", default=".", help="the repository root holding .yokeflow.yaml (default: .)")
+    parser.add_argument("--config", help="a config file other than <root>/.yokeflow.yaml")
+    parser.add_argument("--database", help="database URL, overriding the config and YOKEFLOW_DATABASE_URL")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    db = commands.add_parser("db", help="create, upgrade or check the database")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_commands.add_parser("migrate", help="create the database or apply pending migrations").set_defaults(
+        handler=cmd_db_migrate
+    )
+    db_commands.add_parser(
+        "check", help="report the schema version and integrity; changes nothing"
+    ).set_defaults(handler=cmd_db_check)
+
+    status = commands.add_parser("status", help="tasks per state and active agents, per project")
+    status.add_argument("--project", help="only this project (name or id)")
+    status.set_defaults(handler=cmd_status)
+
+    for name, help_text, arrives_with in (
+        ("serve", "run the MCP server (stdio, or --http)", "the MCP server"),
+        ("launch", "start persona agents that pull their own work", "the launcher"),
+        ("demo", "run a whole sample project with simulated agents", "the launcher"),
+        ("plan", "import, show and analyse a plan", "the planning commands"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        sub.set_defaults(handler=_not_yet(name, arrives_with))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(args.handler(args))
+    except YokeflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The `yokeflow` command line, run as a real process against real databases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Database
+
+
+def yokeflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "launcher.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        timeout=120,
+    )
+
+
+async def test_migrate_then_check_on_each_backend(database: Database, tmp_path: Path) -> None:
+    before = yokeflow("--database", database.url, "db", "check", cwd=tmp_path)
+    assert before.returncode == 1
+    migrated = yokeflow("--database", database.url, "db", "migrate", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied migrations 1" in migrated.stdout
+    again = yokeflow("--database", database.url, "db", "migrate", cwd=tmp_path)
+    assert "nothing to do" in again.stdout
+    check = yokeflow("--database", database.url, "db", "check", cwd=tmp_path)
+    assert check.returncode == 0 and "status:    ok" in check.stdout, check.stdout + check.stderr
+    assert "no projects yet" in yokeflow("--database", database.url, "status", cwd=tmp_path).stdout
+
+
+def test_default_database_lives_in_the_repo_and_check_creates_nothing(tmp_path: Path) -> None:
+    check = yokeflow("db", "check", cwd=tmp_path)
+    assert check.returncode == 1 and "yokeflow db migrate" in check.stderr
+    assert not (tmp_path / ".yokeflow").exists()
+    assert yokeflow("db", "migrate", cwd=tmp_path).returncode == 0
+    assert (tmp_path / ".yokeflow" / "coordinator.db").is_file()
+
+
+def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    unknown = yokeflow("--database", "mysql://localhost/x", "db", "migrate", cwd=tmp_path)
+    assert unknown.returncode == 1 and "unknown database scheme 'mysql'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    (tmp_path / ".yokeflow.yaml").write_text("leases:\n  ttl_seconds: 2\n")
+    bad_config = yokeflow("db", "migrate", cwd=tmp_path)
+    assert bad_config.returncode == 1 and "leases.ttl_seconds = 2" in bad_config.stderr
+    assert not (tmp_path / ".yokeflow").exists()
+    (tmp_path / ".yokeflow.yaml").write_text("leases: [unclosed\n")
+    assert "line" in yokeflow("status", cwd=tmp_path).stderr
