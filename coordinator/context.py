@@ -91,8 +91,13 @@ class ServiceBase:
 
 
 def require_role(caller: Caller, allowed: tuple[Role, ...], action: str) -> None:
-    if caller.role not in allowed:
-        raise PermissionDenied(
-            f"a {caller.role} token may not {action}",
-            fix=f"use a token of role {' or '.join(r for r in allowed if r != 'operator')}",
-        )
+    if caller.role in allowed:
+        return
+    agent_roles = [r for r in allowed if r != "operator"]
+    article = "an" if caller.role[0] in "aeiou" else "a"
+    raise PermissionDenied(
+        f"{article} {caller.role} may not {action}",
+        fix=f"use a token of an agent with role {' or '.join(agent_roles)}"
+        if agent_roles
+        else "do this as the local operator: the yokeflow CLI, or a stdio client started without a token",
+    )

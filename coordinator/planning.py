@@ -366,6 +366,7 @@ class PlanningService(ServiceBase):
     async def update_test_result(
         self, caller: Caller, *, test_id: int, passes: bool, notes: str | None = None
     ) -> TaskTest:
+        require_role(caller, ("operator", "planner", "worker"), "record test results")
         async with self.store.transaction() as tx:
             now = self.now()
             row = await tx.fetchrow(

@@ -175,6 +175,7 @@ class WorkService(ServiceBase):
                 avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
             )
             if task is None:
+                await self._expire_leases(tx, now, project.id)
                 return await self._no_work(tx, project.id, agent.persona, now)
             before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
             append_event(
@@ -598,57 +599,68 @@ class WorkService(ServiceBase):
     async def sweep(self, *, project_id: int | None = None) -> dict[str, int]:
         """Record expired leases as events, dead-letter tasks out of attempts, mark silent agents lost.
 
-        Nothing depends on this running: expired leases are claimable by the claim itself.
+        Nothing depends on this running on a schedule: expired leases are claimable by the
+        claim itself, and a claim that finds nothing runs the lease part for its project.
         """
         async with self.store.transaction() as tx:
             now = self.now()
-            scope, args = ("", [now]) if project_id is None else (" AND project_id = $2", [now, project_id])
-            expired = await tx.fetch(
-                "UPDATE tasks SET expiry_noted = lease_token, "
-                "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE status END, "
-                "last_error = CASE WHEN attempts >= max_attempts THEN 'lease expired on the last attempt' "
-                "ELSE last_error END "
-                "WHERE status = 'in_progress' AND lease_expires_at < $1 "
-                f"AND (expiry_noted IS NULL OR expiry_noted <> lease_token){scope} RETURNING *",
-                *args,
-            )
-            for row in expired:
-                task = Task.model_validate(row)
-                append_event(
-                    tx,
-                    now=now,
-                    kind="lease_expired",
-                    actor="sweeper",
-                    project_id=task.project_id,
-                    task_id=task.id,
-                    agent_id=task.lease_owner,
-                    before=S.IN_PROGRESS,
-                    after=task.status,
-                    payload={
-                        "attempt": task.attempts,
-                        "lease_id": task.lease_token,
-                        "dead_lettered": task.status == S.FAILED,
-                    },
-                )
-            lost = await tx.fetch(
-                f"UPDATE agents SET status = 'lost' WHERE status = 'active' AND last_heartbeat_at < $1{scope} "
-                "RETURNING id, project_id, name",
-                now - self.config.leases.agent_ttl_seconds,
-                *args[1:],
-            )
-            for row in lost:
-                append_event(
-                    tx,
-                    now=now,
-                    kind="agent_lost",
-                    actor="sweeper",
-                    project_id=row["project_id"],
-                    agent_id=row["id"],
-                    payload={"name": row["name"]},
-                )
+            expired = await self._expire_leases(tx, now, project_id)
+            lost = await self._mark_lost_agents(tx, now, project_id)
         if expired:
             self.wakeup.notify()
-        return {"expired": len(expired), "agents_lost": len(lost)}
+        return {"expired": expired, "agents_lost": lost}
+
+    async def _expire_leases(self, tx: Tx, now: float, project_id: int | None) -> int:
+        """Note each newly expired lease once; a task on its last attempt becomes failed."""
+        scope, args = ("", [now]) if project_id is None else (" AND project_id = $2", [now, project_id])
+        expired = await tx.fetch(
+            "UPDATE tasks SET expiry_noted = lease_token, "
+            "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE status END, "
+            "last_error = CASE WHEN attempts >= max_attempts THEN 'lease expired on the last attempt' "
+            "ELSE last_error END "
+            "WHERE status = 'in_progress' AND lease_expires_at < $1 "
+            f"AND (expiry_noted IS NULL OR expiry_noted <> lease_token){scope} RETURNING *",
+            *args,
+        )
+        for row in expired:
+            task = Task.model_validate(row)
+            append_event(
+                tx,
+                now=now,
+                kind="lease_expired",
+                actor="sweeper",
+                project_id=task.project_id,
+                task_id=task.id,
+                agent_id=task.lease_owner,
+                before=S.IN_PROGRESS,
+                after=task.status,
+                payload={
+                    "attempt": task.attempts,
+                    "lease_id": task.lease_token,
+                    "dead_lettered": task.status == S.FAILED,
+                },
+            )
+        return len(expired)
+
+    async def _mark_lost_agents(self, tx: Tx, now: float, project_id: int | None) -> int:
+        scope, args = ("", []) if project_id is None else (" AND project_id = $2", [project_id])
+        lost = await tx.fetch(
+            f"UPDATE agents SET status = 'lost' WHERE status = 'active' AND last_heartbeat_at < $1{scope} "
+            "RETURNING id, project_id, name",
+            now - self.config.leases.agent_ttl_seconds,
+            *args,
+        )
+        for row in lost:
+            append_event(
+                tx,
+                now=now,
+                kind="agent_lost",
+                actor="sweeper",
+                project_id=row["project_id"],
+                agent_id=row["id"],
+                payload={"name": row["name"]},
+            )
+        return len(lost)
 
 
 def _agent_of(caller: Caller, action: str) -> Agent:

@@ -176,14 +176,28 @@ async def test_expired_lease_on_last_attempt_is_dead_lettered_by_the_sweep(
     w = await worker(coord)
     await claimed(coord, w)
     clock.advance(301)
-    outcome = await coord.work.claim(w)
-    assert isinstance(outcome, NoWork)
     assert await coord.work.sweep() == {"expired": 1, "agents_lost": 0}
     assert await coord.work.sweep() == {"expired": 0, "agents_lost": 0}
+    outcome = await coord.work.claim(w)
+    assert isinstance(outcome, NoWork) and outcome.reason == "blocked_by_failures"
     async with coord.store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT status FROM tasks WHERE id = $1", task.id) == "failed"
         kinds = [e.kind for e in await events_after(tx, project_id=None, task_id=task.id)]
     assert kinds == ["task_created", "task_claimed", "lease_expired"]
+
+
+async def test_a_claim_that_finds_nothing_dead_letters_expired_last_attempts(
+    coord: Coordinator, clock: ManualClock
+) -> None:
+    """Without any sweep scheduled, the claim itself notices a lease that expired on the last attempt."""
+    await coord.planning.create_project(OPERATOR, name="p")
+    _ = await coord.planning.create_tasks(OPERATOR, [NewTask(title="x", max_attempts=1)], project="p")
+    w = await worker(coord)
+    await claimed(coord, w)
+    clock.advance(301)
+    outcome = await coord.work.claim(w)
+    assert isinstance(outcome, NoWork) and outcome.reason == "blocked_by_failures", outcome
+    assert outcome.counts["failed"] == 1
 
 
 async def test_agents_never_see_another_projects_tasks(coord: Coordinator) -> None:
