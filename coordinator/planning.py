@@ -7,7 +7,8 @@ claim order key `remaining_path` is kept current for every task of the project.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from pydantic import BaseModel, Field
 
@@ -79,8 +80,206 @@ async def store_remaining_paths(tx: Tx, project_id: int, graph: DependencyGraph)
         await tx.executemany("UPDATE tasks SET remaining_path = $1 WHERE id = $2", changed)
 
 
+async def insert_project(
+    tx: Tx, *, name: str, description: str, spec: str, repo_path: str | None, now: float, actor: str
+) -> Project:
+    if not name.strip():
+        raise InvalidInput("name", "is empty", fix="give the project a name")
+    try:
+        row = await tx.fetchrow(
+            "INSERT INTO projects (name, description, spec, repo_path, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+            name.strip(),
+            description,
+            spec,
+            repo_path,
+            now,
+        )
+    except IntegrityViolation:
+        raise InvalidInput(
+            "name", f"a project named {name!r} already exists", fix="choose another name"
+        ) from None
+    project = Project.model_validate(row)
+    append_event(
+        tx,
+        now=now,
+        kind="project_created",
+        actor=actor,
+        project_id=project.id,
+        payload={"name": project.name},
+    )
+    return project
+
+
+class PlanWriter:
+    """Writes epics, tasks, dependencies and tests of one project inside one transaction.
+
+    The graph is checked as edges are added, so a cycle or an unknown id fails the whole
+    transaction; `finish()` stores the new claim order keys.
+    """
+
+    def __init__(
+        self, tx: Tx, *, project_id: int, graph: DependencyGraph, now: float, actor: str, max_attempts: int
+    ) -> None:
+        self.tx, self.project_id, self.graph, self.now = tx, project_id, graph, now
+        self.actor, self.max_attempts = actor, max_attempts
+
+    @classmethod
+    async def open(cls, tx: Tx, *, project_id: int, now: float, actor: str, max_attempts: int) -> PlanWriter:
+        graph = await load_graph(tx, project_id)
+        return cls(tx, project_id=project_id, graph=graph, now=now, actor=actor, max_attempts=max_attempts)
+
+    def note_event(self, kind: str, task_id: int | None = None, /, **payload: object) -> None:
+        append_event(
+            self.tx,
+            now=self.now,
+            kind=kind,
+            actor=self.actor,
+            project_id=self.project_id,
+            task_id=task_id,
+            after="pending" if kind == "task_created" else None,
+            payload=payload,
+        )
+
+    async def add_epic(self, *, name: str, description: str = "", priority: int = 0) -> Epic:
+        if not name.strip():
+            raise InvalidInput("name", "is empty", fix="give the epic a name")
+        row = await self.tx.fetchrow(
+            "INSERT INTO epics (project_id, name, description, priority, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+            self.project_id,
+            name.strip(),
+            description,
+            priority,
+            self.now,
+        )
+        epic = Epic.model_validate(row)
+        self.graph.add_epic(epic.id)
+        self.note_event("epic_created", epic_id=epic.id, name=epic.name)
+        return epic
+
+    async def link_epics(self, before: int, after: int, kind: DependencyKind = "hard") -> None:
+        """Epic `after` waits for epic `before` (every task of it)."""
+        await get_epic(self.tx, before, project_id=self.project_id)
+        self.graph.add_epic_edge(before, after, kind)
+        await self.tx.execute(
+            "INSERT INTO epic_dependencies (epic_id, depends_on_epic_id, kind, created_at) VALUES ($1, $2, $3, $4)",
+            after,
+            before,
+            kind,
+            self.now,
+        )
+        self.note_event("epic_dependency_added", epic_id=after, depends_on=before, kind=kind)
+
+    async def add_task(self, spec: NewTask, field: str = "task") -> Task:
+        if spec.epic_id is not None:
+            await get_epic(self.tx, spec.epic_id, project_id=self.project_id)
+        await check_persona(self.tx, spec.persona, f"{field}.persona")
+        try:
+            row = await self.tx.fetchrow(
+                "INSERT INTO tasks (project_id, epic_id, local_key, title, description, action, priority, "
+                "persona, domain, predicted_files, estimate, remaining_path, max_attempts, created_at, "
+                "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $13) "
+                "RETURNING *",
+                self.project_id,
+                spec.epic_id,
+                spec.local_key,
+                spec.title,
+                spec.description,
+                spec.action,
+                spec.priority,
+                spec.persona,
+                spec.domain,
+                encode_json(spec.predicted_files),
+                spec.estimate,
+                spec.max_attempts or self.max_attempts,
+                self.now,
+            )
+        except IntegrityViolation:
+            raise InvalidInput(
+                f"{field}.local_key",
+                f"{spec.local_key!r} is already used in this project",
+                fix="give each task a unique local key",
+            ) from None
+        task = Task.model_validate(row)
+        self.graph.add_task(task.id, task.priority, task.estimate, epic=task.epic_id)
+        if spec.predicted_files:
+            await self.tx.executemany(
+                "INSERT INTO task_files (task_id, path) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(task.id, path) for path in dict.fromkeys(spec.predicted_files)],
+            )
+        for before in spec.depends_on:
+            await self.link(before, task.id, spec.dependency_type, f"{field}.depends_on")
+        self.note_event("task_created", task.id, title=task.title, depends_on=spec.depends_on)
+        return task
+
+    async def link(self, before: int, after: int, kind: DependencyKind, field: str = "depends_on") -> None:
+        """Task `after` depends on task `before`; refused (naming it) if unknown or closing a cycle."""
+        try:
+            self.graph.add_edge(before, after, kind)
+        except NotFound:
+            missing = before if before not in {t.id for t in self.graph.tasks()} else after
+            raise NotFound(
+                f"{field}: task {missing} does not exist in this project", fix="list tasks with list_tasks"
+            ) from None
+        await self.tx.execute(
+            "INSERT INTO task_dependencies (task_id, depends_on_task_id, kind, created_at) VALUES ($1, $2, $3, $4)",
+            after,
+            before,
+            kind,
+            self.now,
+        )
+
+    async def add_test(
+        self, task_id: int, *, description: str, category: str, steps: Sequence[str]
+    ) -> TaskTest:
+        if not description.strip():
+            raise InvalidInput("description", "is empty", fix="say what the test checks")
+        row = await self.tx.fetchrow(
+            "INSERT INTO task_tests (task_id, category, description, steps, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+            task_id,
+            category,
+            description,
+            encode_json(list(steps)),
+            self.now,
+        )
+        test = TaskTest.model_validate(row)
+        self.note_event("test_created", task_id, test_id=test.id, description=description)
+        return test
+
+    async def finish(self) -> None:
+        await store_remaining_paths(self.tx, self.project_id, self.graph)
+
+
+async def check_persona(tx: Tx, persona: str | None, field: str) -> None:
+    if persona is not None and await tx.fetchval("SELECT 1 FROM personas WHERE name = $1", persona) is None:
+        names = [r["name"] for r in await tx.fetch("SELECT name FROM personas ORDER BY name")]
+        raise InvalidInput(
+            field, f"persona {persona!r} does not exist", fix=f"use one of: {', '.join(names)}"
+        )
+
+
 class PlanningService(ServiceBase):
     """Creates and links the work; never moves a task between states (see WorkService)."""
+
+    @asynccontextmanager
+    async def _writing(
+        self, caller: Caller, project: int | str | None, action: str
+    ) -> AsyncIterator[PlanWriter]:
+        require_role(caller, _PLANNERS, action)
+        async with self.store.transaction() as tx:
+            target = await self.resolve_project(tx, caller, project)
+            writer = await PlanWriter.open(
+                tx,
+                project_id=target.id,
+                now=self.now(),
+                actor=caller.name,
+                max_attempts=self.config.leases.max_attempts,
+            )
+            yield writer
+            await writer.finish()
+        self.wakeup.notify()
 
     async def create_project(
         self,
@@ -92,32 +291,15 @@ class PlanningService(ServiceBase):
         repo_path: str | None = None,
     ) -> Project:
         require_role(caller, ("operator",), "create projects")
-        if not name.strip():
-            raise InvalidInput("name", "is empty", fix="give the project a name")
         async with self.store.transaction() as tx:
-            now = self.now()
-            try:
-                row = await tx.fetchrow(
-                    "INSERT INTO projects (name, description, spec, repo_path, created_at, updated_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
-                    name.strip(),
-                    description,
-                    spec,
-                    repo_path,
-                    now,
-                )
-            except IntegrityViolation:
-                raise InvalidInput(
-                    "name", f"a project named {name!r} already exists", fix="choose another name"
-                ) from None
-            project = Project.model_validate(row)
-            append_event(
+            project = await insert_project(
                 tx,
-                now=now,
-                kind="project_created",
+                name=name,
+                description=description,
+                spec=spec,
+                repo_path=repo_path,
+                now=self.now(),
                 actor=caller.name,
-                project_id=project.id,
-                payload={"name": project.name},
             )
         return project
 
@@ -131,147 +313,45 @@ class PlanningService(ServiceBase):
         project: int | str | None = None,
         depends_on: Sequence[int] = (),
     ) -> Epic:
-        require_role(caller, _PLANNERS, "create epics")
-        if not name.strip():
-            raise InvalidInput("name", "is empty", fix="give the epic a name")
-        async with self.store.transaction() as tx:
-            now = self.now()
-            target = await self.resolve_project(tx, caller, project)
-            row = await tx.fetchrow(
-                "INSERT INTO epics (project_id, name, description, priority, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
-                target.id,
-                name.strip(),
-                description,
-                priority,
-                now,
-            )
-            epic = Epic.model_validate(row)
-            if depends_on:
-                graph = await load_graph(tx, target.id)
-                for before in depends_on:
-                    await get_epic(tx, before, project_id=target.id)
-                    graph.add_epic_edge(before, epic.id, "hard")
-                    await tx.execute(
-                        "INSERT INTO epic_dependencies (epic_id, depends_on_epic_id, kind, created_at) "
-                        "VALUES ($1, $2, 'hard', $3)",
-                        epic.id,
-                        before,
-                        now,
-                    )
-                await store_remaining_paths(tx, target.id, graph)
-            append_event(
-                tx,
-                now=now,
-                kind="epic_created",
-                actor=caller.name,
-                project_id=target.id,
-                payload={"epic_id": epic.id, "name": epic.name, "depends_on": list(depends_on)},
-            )
+        async with self._writing(caller, project, "create epics") as writer:
+            epic = await writer.add_epic(name=name, description=description, priority=priority)
+            for before in depends_on:
+                await writer.link_epics(before, epic.id)
         return epic
 
     async def create_tasks(
         self, caller: Caller, tasks: Sequence[NewTask], *, project: int | str | None = None
     ) -> list[Task]:
         """Create tasks (and their dependencies) in one transaction: all of them or none."""
-        require_role(caller, _PLANNERS, "create tasks")
-        async with self.store.transaction() as tx:
-            now = self.now()
-            target = await self.resolve_project(tx, caller, project)
-            graph = await load_graph(tx, target.id)
-            created: list[Task] = []
-            for index, spec in enumerate(tasks):
-                field = f"tasks[{index}]" if len(tasks) > 1 else "task"
-                if spec.epic_id is not None:
-                    await get_epic(tx, spec.epic_id, project_id=target.id)
-                await self._check_persona(tx, spec.persona, f"{field}.persona")
-                try:
-                    row = await tx.fetchrow(
-                        "INSERT INTO tasks (project_id, epic_id, local_key, title, description, action, priority, "
-                        "persona, domain, predicted_files, estimate, remaining_path, max_attempts, created_at, "
-                        "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $13) "
-                        "RETURNING *",
-                        target.id,
-                        spec.epic_id,
-                        spec.local_key,
-                        spec.title,
-                        spec.description,
-                        spec.action,
-                        spec.priority,
-                        spec.persona,
-                        spec.domain,
-                        encode_json(spec.predicted_files),
-                        spec.estimate,
-                        spec.max_attempts or self.config.leases.max_attempts,
-                        now,
-                    )
-                except IntegrityViolation:
-                    raise InvalidInput(
-                        f"{field}.local_key",
-                        f"{spec.local_key!r} is already used in this project",
-                        fix="give each task a unique local key",
-                    ) from None
-                task = Task.model_validate(row)
-                graph.add_task(task.id, task.priority, task.estimate, epic=task.epic_id)
-                if spec.predicted_files:
-                    await tx.executemany(
-                        "INSERT INTO task_files (task_id, path) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                        [(task.id, path) for path in dict.fromkeys(spec.predicted_files)],
-                    )
-                for before in spec.depends_on:
-                    await self._link(
-                        tx, graph, before, task.id, spec.dependency_type, now, f"{field}.depends_on"
-                    )
-                created.append(task)
-                append_event(
-                    tx,
-                    now=now,
-                    kind="task_created",
-                    actor=caller.name,
-                    project_id=target.id,
-                    task_id=task.id,
-                    after="pending",
-                    payload={"title": task.title, "depends_on": spec.depends_on},
-                )
-            await store_remaining_paths(tx, target.id, graph)
-            ids = [t.id for t in created]
-            rows = (
-                await tx.fetch(
-                    f"SELECT * FROM tasks WHERE id IN ({', '.join(str(i) for i in ids)}) ORDER BY id"
-                )
-                if ids
-                else []
+        async with self._writing(caller, project, "create tasks") as writer:
+            created = [
+                await writer.add_task(spec, f"tasks[{index}]" if len(tasks) > 1 else "task")
+                for index, spec in enumerate(tasks)
+            ]
+            await writer.finish()
+            rows = await writer.tx.fetch(
+                "SELECT * FROM tasks WHERE project_id = $1 AND id >= $2 ORDER BY id",
+                writer.project_id,
+                min((t.id for t in created), default=0),
             )
-        self.wakeup.notify()
-        return [Task.model_validate(r) for r in rows]
+        wanted = {t.id for t in created}
+        return [Task.model_validate(r) for r in rows if r["id"] in wanted]
 
     async def add_dependency(
         self, caller: Caller, *, task_id: int, depends_on: int, kind: DependencyKind = "hard"
     ) -> None:
         """Make `task_id` depend on `depends_on`; a cycle or an unknown task is refused, naming it."""
-        require_role(caller, _PLANNERS, "change dependencies")
-        async with self.store.transaction() as tx:
-            now = self.now()
-            task = await get_task(tx, task_id, project_id=caller.project_id)
-            graph = await load_graph(tx, task.project_id)
-            await self._link(tx, graph, depends_on, task_id, kind, now, "depends_on")
-            await store_remaining_paths(tx, task.project_id, graph)
-            append_event(
-                tx,
-                now=now,
-                kind="dependency_added",
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                payload={"depends_on": depends_on, "kind": kind},
-            )
+        async with self._writing(
+            caller, await self._project_of_task(caller, task_id), "change dependencies"
+        ) as writer:
+            await writer.link(depends_on, task_id, kind)
+            writer.note_event("dependency_added", task_id, depends_on=depends_on, kind=kind)
 
     async def remove_dependency(self, caller: Caller, *, task_id: int, depends_on: int) -> None:
-        require_role(caller, _PLANNERS, "change dependencies")
-        async with self.store.transaction() as tx:
-            now = self.now()
-            task = await get_task(tx, task_id, project_id=caller.project_id)
-            removed = await tx.execute(
+        async with self._writing(
+            caller, await self._project_of_task(caller, task_id), "change dependencies"
+        ) as writer:
+            removed = await writer.tx.execute(
                 "DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on_task_id = $2",
                 task_id,
                 depends_on,
@@ -281,51 +361,8 @@ class PlanningService(ServiceBase):
                     f"task {task_id} does not depend on task {depends_on}",
                     fix="see the task's dependencies with get_task",
                 )
-            await store_remaining_paths(tx, task.project_id, await load_graph(tx, task.project_id))
-            append_event(
-                tx,
-                now=now,
-                kind="dependency_removed",
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                payload={"depends_on": depends_on},
-            )
-        self.wakeup.notify()
-
-    async def _link(
-        self,
-        tx: Tx,
-        graph: DependencyGraph,
-        before: int,
-        after: int,
-        kind: DependencyKind,
-        now: float,
-        field: str,
-    ) -> None:
-        try:
-            graph.add_edge(before, after, kind)
-        except NotFound:
-            raise NotFound(
-                f"{field}: task {before} does not exist in this project", fix="list tasks with list_tasks"
-            ) from None
-        await tx.execute(
-            "INSERT INTO task_dependencies (task_id, depends_on_task_id, kind, created_at) VALUES ($1, $2, $3, $4)",
-            after,
-            before,
-            kind,
-            now,
-        )
-
-    async def _check_persona(self, tx: Tx, persona: str | None, field: str) -> None:
-        if (
-            persona is not None
-            and await tx.fetchval("SELECT 1 FROM personas WHERE name = $1", persona) is None
-        ):
-            names = [r["name"] for r in await tx.fetch("SELECT name FROM personas ORDER BY name")]
-            raise InvalidInput(
-                field, f"persona {persona!r} does not exist", fix=f"use one of: {', '.join(names)}"
-            )
+            writer.graph.remove_edge(depends_on, task_id)
+            writer.note_event("dependency_removed", task_id, depends_on=depends_on)
 
     async def create_test(
         self,
@@ -336,32 +373,14 @@ class PlanningService(ServiceBase):
         category: str = "functional",
         steps: Sequence[str] = (),
     ) -> TaskTest:
-        require_role(caller, _PLANNERS, "create tests")
-        if not description.strip():
-            raise InvalidInput("description", "is empty", fix="say what the test checks")
-        async with self.store.transaction() as tx:
-            now = self.now()
-            task = await get_task(tx, task_id, project_id=caller.project_id)
-            row = await tx.fetchrow(
-                "INSERT INTO task_tests (task_id, category, description, steps, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
-                task_id,
-                category,
-                description,
-                encode_json(list(steps)),
-                now,
-            )
-            test = TaskTest.model_validate(row)
-            append_event(
-                tx,
-                now=now,
-                kind="test_created",
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                payload={"test_id": test.id, "description": description},
-            )
-        return test
+        async with self._writing(
+            caller, await self._project_of_task(caller, task_id), "create tests"
+        ) as writer:
+            return await writer.add_test(task_id, description=description, category=category, steps=steps)
+
+    async def _project_of_task(self, caller: Caller, task_id: int) -> int:
+        async with self.store.transaction(write=False) as tx:
+            return (await get_task(tx, task_id, project_id=caller.project_id)).project_id
 
     async def update_test_result(
         self, caller: Caller, *, test_id: int, passes: bool, notes: str | None = None

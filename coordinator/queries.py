@@ -43,19 +43,13 @@ async def get_task(tx: Tx, task_id: int, *, project_id: int | None = None, for_u
     return Task.model_validate(row)
 
 
-async def get_tasks(tx: Tx, task_ids: list[int], *, project_id: int) -> dict[int, Task]:
-    """Several tasks of one project by id; any missing id is an error naming it."""
+async def get_tasks_by_id(tx: Tx, task_ids: list[int]) -> list[Task]:
+    """The tasks with these ids that exist, in id order."""
     if not task_ids:
-        return {}
-    placeholders = ", ".join(f"${i}" for i in range(2, len(task_ids) + 2))
-    rows = await tx.fetch(
-        f"SELECT * FROM tasks WHERE project_id = $1 AND id IN ({placeholders})", project_id, *task_ids
-    )
-    found = {int(r["id"]): Task.model_validate(r) for r in rows}
-    missing = [t for t in task_ids if t not in found]
-    if missing:
-        raise NotFound(f"task {missing[0]} does not exist in this project", fix="list tasks with list_tasks")
-    return found
+        return []
+    placeholders = ", ".join(f"${i}" for i in range(1, len(task_ids) + 1))
+    rows = await tx.fetch(f"SELECT * FROM tasks WHERE id IN ({placeholders}) ORDER BY id", *task_ids)
+    return [Task.model_validate(r) for r in rows]
 
 
 async def list_tasks(

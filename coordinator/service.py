@@ -9,13 +9,14 @@ from coordinator.agents import AgentService, sync_personas
 from coordinator.config import Config
 from coordinator.context import Wakeup
 from coordinator.planning import PlanningService
+from coordinator.plans import PlanService
 from coordinator.storage import Store, StoreOptions, open_store
 from coordinator.storage.base import Clock
 from coordinator.work import WorkService
 
 
 class Coordinator:
-    """Planning, work (leases and task states) and agents over one store."""
+    """Planning, plans, work (leases and task states) and agents over one store."""
 
     def __init__(self, store: Store, config: Config | None = None) -> None:
         self.store = store
@@ -24,6 +25,7 @@ class Coordinator:
         self.planning = PlanningService(store, self.config, self.wakeup)
         self.work = WorkService(store, self.config, self.wakeup)
         self.agents = AgentService(store, self.config, self.wakeup)
+        self.plans = PlanService(store, self.config, self.wakeup)
 
     @classmethod
     async def open(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from coordinator import __version__
 from coordinator.config import Config, load_config
-from coordinator.errors import YokeflowError
+from coordinator.context import OPERATOR
+from coordinator.errors import InvalidInput, YokeflowError
+from coordinator.queries import get_tasks_by_id
+from coordinator.service import Coordinator
 from coordinator.storage import Store, StoreOptions, migrate, open_store, schema_status
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
@@ -112,6 +116,82 @@ async def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_coordinator(args: argparse.Namespace, use: Callable[[Coordinator], Awaitable[int]]) -> int:
+    config, url = _config_and_url(args)
+    coord = await Coordinator.open(url, config)
+    try:
+        return await use(coord)
+    finally:
+        await coord.close()
+
+
+async def cmd_plan_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            str(path), f"cannot be read: {exc}", fix="give the path of a JSON or YAML plan file"
+        ) from None
+
+    async def run(coord: Coordinator) -> int:
+        imported = await coord.plans.import_plan(OPERATOR, text, project=args.project)
+        plan = imported.plan
+        print(
+            f"imported into project {imported.project.name!r}: {len(imported.epic_ids)} epics, "
+            f"{len(imported.task_ids)} tasks, {len(plan.batches)} batches, {len(plan.conflicts)} file conflicts"
+        )
+        print(
+            f"critical path {plan.critical_path.length:g} units; with {plan.makespan.agents} agents about "
+            f"{plan.makespan.estimate:g} (serial {plan.makespan.serial:g}, lower bound {plan.makespan.lower_bound:g})"
+        )
+        for suggestion in imported.suggested_dependencies:
+            print(
+                f"suggestion (not applied): {suggestion.after.path} may depend on {suggestion.before.path} "
+                f"({suggestion.phrase!r})"
+            )
+        return 0
+
+    return await _with_coordinator(args, run)
+
+
+async def cmd_plan_show(args: argparse.Namespace) -> int:
+    async def run(coord: Coordinator) -> int:
+        view = await coord.plans.graph_view(OPERATOR, project=args.project, format=args.format)
+        print(view if isinstance(view, str) else json.dumps(view, indent=2))
+        return 0
+
+    return await _with_coordinator(args, run)
+
+
+async def cmd_plan_build(args: argparse.Namespace) -> int:
+    async def run(coord: Coordinator) -> int:
+        plan = await coord.plans.build(OPERATOR, project=args.project)
+        print(
+            json.dumps(plan.model_dump(mode="json"), indent=2)
+            if args.json
+            else f"{len(plan.batches)} batches, {len(plan.worktrees)} worktrees, {len(plan.conflicts)} file conflicts; "
+            f"makespan about {plan.makespan.estimate:g} with {plan.makespan.agents} agents "
+            f"(serial {plan.makespan.serial:g}, lower bound {plan.makespan.lower_bound:g})"
+        )
+        return 0
+
+    return await _with_coordinator(args, run)
+
+
+async def cmd_plan_critical_path(args: argparse.Namespace) -> int:
+    async def run(coord: Coordinator) -> int:
+        path = await coord.plans.critical_path(OPERATOR, project=args.project)
+        async with coord.store.transaction(write=False) as tx:
+            titles = {t.id: t.title for t in await get_tasks_by_id(tx, path.tasks)}
+        print(f"critical path: {path.length:g} units over {len(path.tasks)} tasks")
+        for task_id in path.tasks:
+            print(f"  {task_id:>6}  {titles.get(task_id, '')}")
+        return 0
+
+    return await _with_coordinator(args, run)
+
+
 def _not_yet(command: str, arrives_with: str) -> Handler:
     async def handler(args: argparse.Namespace) -> int:
         print(
@@ -147,16 +227,40 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--project", help="only this project (name or id)")
     status.set_defaults(handler=cmd_status)
 
+    _add_plan_commands(commands)
     for name, help_text, arrives_with in (
         ("serve", "run the MCP server (stdio, or --http)", "the MCP server"),
         ("launch", "start persona agents that pull their own work", "the launcher"),
         ("demo", "run a whole sample project with simulated agents", "the launcher"),
-        ("plan", "import, show and analyse a plan", "the planning commands"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         sub.set_defaults(handler=_not_yet(name, arrives_with))
     return parser
+
+
+def _add_plan_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser("plan", help="import, show and analyse a project's plan")
+    actions = plan.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
+    imported = actions.add_parser(
+        "import", help="create the epics, tasks and dependencies of a JSON/YAML plan file"
+    )
+    imported.add_argument("file", help="the plan file")
+    show = actions.add_parser("show", help="the dependency graph")
+    show.add_argument("--format", choices=["ascii", "mermaid", "json"], default="ascii")
+    build = actions.add_parser(
+        "build", help="rebuild the execution plan (batches, worktrees, conflicts, makespan)"
+    )
+    build.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    critical = actions.add_parser("critical-path", help="the longest chain of work, by estimates")
+    for sub, handler in (
+        (imported, cmd_plan_import),
+        (show, cmd_plan_show),
+        (build, cmd_plan_build),
+        (critical, cmd_plan_critical_path),
+    ):
+        sub.add_argument("--project", help="project name or id (default: the only one, or server.project)")
+        sub.set_defaults(handler=handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

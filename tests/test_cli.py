@@ -51,3 +51,28 @@ def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> N
     assert not (tmp_path / ".yokeflow").exists()
     (tmp_path / ".yokeflow.yaml").write_text("leases: [unclosed\n")
     assert "line" in yokeflow("status", cwd=tmp_path).stderr
+
+
+def test_plan_import_show_and_critical_path(tmp_path: Path) -> None:
+    plan = Path(__file__).parent / "data" / "shop_plan.yaml"
+    imported = yokeflow("plan", "import", str(plan), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "12 tasks" in imported.stdout and "suggestion (not applied)" in imported.stdout
+    mermaid = yokeflow("plan", "show", "--format", "mermaid", cwd=tmp_path)
+    assert mermaid.returncode == 0 and mermaid.stdout.startswith(("flowchart", "graph"))
+    assert "Create the schema" in yokeflow("plan", "show", cwd=tmp_path).stdout
+    critical = yokeflow("plan", "critical-path", cwd=tmp_path)
+    assert critical.returncode == 0 and "Create the schema" in critical.stdout
+    assert "batches" in yokeflow("plan", "build", cwd=tmp_path).stdout
+    status = yokeflow("status", cwd=tmp_path)
+    assert "shop" in status.stdout and "pending 12" in status.stdout
+
+
+def test_plan_import_of_a_bad_file_changes_nothing(tmp_path: Path) -> None:
+    missing = yokeflow("plan", "import", "nowhere.yaml", cwd=tmp_path)
+    assert missing.returncode == 1 and "nowhere.yaml" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("project: p\nepics:\n  - name: a\n    tasks: [ {title: x\n")
+    result = yokeflow("plan", "import", str(broken), cwd=tmp_path)
+    assert result.returncode == 1 and "line" in result.stderr and "Traceback" not in result.stderr
+    assert "no projects yet" in yokeflow("status", cwd=tmp_path).stdout
