@@ -8,6 +8,7 @@ from pathlib import Path
 from coordinator.agents import AgentService, sync_personas
 from coordinator.config import Config
 from coordinator.context import Wakeup
+from coordinator.events import NOTIFY_CHANNEL
 from coordinator.planning import PlanningService
 from coordinator.plans import PlanService
 from coordinator.storage import Store, StoreOptions, open_store
@@ -49,10 +50,12 @@ class Coordinator:
         store = await open_store(url, options=options, clock=clock or time.time)
         try:
             await sync_personas(store, personas_dir)
+            coordinator = cls(store, config)
+            await store.listen(NOTIFY_CHANNEL, coordinator.wakeup.notify)
         except BaseException:
             await store.close()
             raise
-        return cls(store, config)
+        return coordinator
 
     async def close(self) -> None:
         await self.store.close()

@@ -37,7 +37,6 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.CANCELLED: frozenset({S.PENDING}),
 }
 MAX_WAIT_SECONDS = 300.0
-_CROSS_PROCESS_POLL_SECONDS = 1.0
 _CLAIM_QUEUE_LOCK = 0x59F1
 
 
@@ -101,6 +100,10 @@ class NoWork(BaseModel):
 class WorkService(ServiceBase):
     """Leases and task transitions, for workers and planners alike."""
 
+    #: how often a waiting claim looks again for changes made by other processes; changes
+    #: made in this process (and, on PostgreSQL, NOTIFYs from others) wake it at once
+    poll_seconds = 1.0
+
     @property
     def backoff(self) -> BackoffPolicy:
         leases = self.config.leases
@@ -149,8 +152,7 @@ class WorkService(ServiceBase):
                 or outcome.reason in ("all_done", "budget_exhausted")
             ):
                 return outcome
-            # Woken at once by changes in this process; other processes are noticed by polling.
-            await self.wakeup.wait(min(remaining, _CROSS_PROCESS_POLL_SECONDS))
+            await self.wakeup.wait(min(remaining, self.poll_seconds))
 
     async def _claim_once(self, caller: Caller, ttl: float) -> Claimed | NoWork:
         agent = caller.agent

@@ -360,3 +360,30 @@ async def test_every_transition_is_audited_in_order(coord: Coordinator) -> None:
     ]
     assert [e.id for e in page] == [e.id for e in events[2:]]
     assert events[1].actor.startswith("agent:") and events[1].agent_id == w.agent.id  # type: ignore[union-attr]
+
+
+async def test_a_waiting_claim_is_woken_by_another_process(database, clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
+    """Two coordinators on one database: a completion in one wakes a long-poll in the other.
+
+    Polling is switched off (an hour), so only the cross-process signal can wake the claim:
+    LISTEN/NOTIFY on PostgreSQL. SQLite has no such signal and relies on polling.
+    """
+    if database.backend == "sqlite":
+        pytest.skip("SQLite has no cross-process notification; waiting claims poll instead")
+    first = await Coordinator.open(database.url, clock=clock)
+    second = await Coordinator.open(database.url, clock=clock)
+    try:
+        a, b, *_ = await setup_chain(first)
+        w1 = await worker(first, name="w1")
+        w2 = agent_caller((await second.agents.register(OPERATOR, persona="implementer", name="w2")).agent)
+        lease = await claimed(first, w1)
+        await claimed(second, w2)  # d, the only other ready task
+        second.work.poll_seconds = 3600
+        waiting = asyncio.create_task(second.work.claim(w2, wait_seconds=60))
+        await asyncio.sleep(0.1)
+        await first.work.complete(w1, task_id=a, lease_id=lease.lease.lease_id)
+        outcome = await asyncio.wait_for(waiting, 120)
+        assert isinstance(outcome, Claimed) and outcome.task.id == b
+    finally:
+        await first.close()
+        await second.close()

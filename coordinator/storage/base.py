@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -103,9 +103,9 @@ class Store(ABC):
         """Problems a database-level integrity check finds (empty when healthy)."""
         return []
 
-    def notifications(self) -> AsyncIterator[None] | None:
-        """Wake-up hints when another process commits changes, if the backend has them."""
-        return None
+    async def listen(self, channel: str, on_notify: Callable[[], None]) -> bool:
+        """Call `on_notify` when another process signals `channel`; False if the backend cannot."""
+        return False
 
 
 def encode_json(value: Any) -> str:

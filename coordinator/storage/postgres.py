@@ -8,7 +8,7 @@ stay the truth.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -88,6 +88,7 @@ class PostgresStore(Store):
     def __init__(self, url: str, pool: asyncpg.Pool, *, clock: Clock) -> None:
         super().__init__(url, clock=clock)
         self.pool = pool
+        self._listener: asyncpg.Connection | None = None
 
     @classmethod
     async def open(
@@ -139,7 +140,17 @@ class PostgresStore(Store):
             yield tx
             await tx.run_before_commit()
 
+    async def listen(self, channel: str, on_notify: Callable[[], None]) -> bool:
+        """LISTEN on a dedicated connection (outside the pool); a NOTIFY is only a hint."""
+        if self._listener is None:
+            self._listener = await asyncpg.connect(self.url)
+        await self._listener.add_listener(channel, lambda *_: on_notify())
+        return True
+
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.close(timeout=5)
         try:
             await asyncio.wait_for(self.pool.close(), timeout=10)
         except TimeoutError as exc:
