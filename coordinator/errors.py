@@ -53,7 +53,8 @@ class CycleError(InvalidInput):
         super().__init__(
             field,
             f"this dependency would close the cycle {path}",
-            fix="remove one edge of the cycle, or make one of them a soft dependency of the other direction",
+            fix="drop one of these dependencies (soft ones order work too, so they count), "
+            "or split a task so the work no longer goes round in a circle",
         )
 
 

@@ -134,9 +134,9 @@ def epic_plans(draw: st.DrawFn) -> tuple[DependencyGraph, nx.DiGraph]:
     epics = draw(st.integers(1, 5))
     tasks = draw(st.lists(st.one_of(st.none(), st.integers(0, epics - 1)), min_size=1, max_size=15))
     graph, epic_graph = DependencyGraph(), nx.DiGraph()
-    for epic in range(epics):
-        graph.add_epic(epic)
-        epic_graph.add_node(epic)
+    for epic_id in range(epics):
+        graph.add_epic(epic_id)
+        epic_graph.add_node(epic_id)
     for task, epic in enumerate(tasks):
         graph.add_task(task, epic=epic)
     for a, b in draw(st.lists(st.tuples(st.integers(0, epics - 1), st.integers(0, epics - 1)), max_size=8)):

@@ -109,13 +109,14 @@ def test_invalid_yaml_names_the_line() -> None:
 
 
 def test_a_syntax_error_is_an_invalid_input_with_a_fix() -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(PlanSpecError) as caught:
         parse_plan("{")
+    assert isinstance(caught.value, InvalidInput)
     assert caught.value.field == "line 1, column 2"
     assert caught.value.fix == "correct the JSON syntax at line 1"
-    assert caught.value.to_dict()["problems"] == [
-        {"location": "line 1, column 2", "problem": caught.value.problems[0].problem, "fix": caught.value.fix}  # type: ignore[attr-defined]
-    ]
+    [problem] = caught.value.problems
+    assert problem.problem.startswith("invalid JSON: Expecting property name")
+    assert caught.value.to_dict()["problems"] == [problem.model_dump()]
 
 
 # ---------------------------------------------------------------------- shape errors
