@@ -8,6 +8,7 @@ from pathlib import Path
 from coordinator.agents import AgentService, sync_personas
 from coordinator.config import Config
 from coordinator.context import Wakeup
+from coordinator.costs import CostService
 from coordinator.events import NOTIFY_CHANNEL
 from coordinator.planning import PlanningService
 from coordinator.plans import PlanService
@@ -27,6 +28,7 @@ class Coordinator:
         self.work = WorkService(store, self.config, self.wakeup)
         self.agents = AgentService(store, self.config, self.wakeup)
         self.plans = PlanService(store, self.config, self.wakeup)
+        self.costs = CostService(store, self.config, self.wakeup)
 
     @classmethod
     async def open(

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from coordinator.context import Caller, ServiceBase, require_role
+from coordinator.costs import spent_usd
 from coordinator.errors import InvalidInput, StateConflict
 from coordinator.events import append_event
 from coordinator.leasing import (
@@ -248,12 +249,7 @@ class WorkService(ServiceBase):
 
     async def _budget_exhausted(self, tx: Tx, project_id: int) -> bool:
         limit = self.config.cost.budget_limit_usd
-        if limit is None:
-            return False
-        spent = await tx.fetchval(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM agent_costs WHERE project_id = $1", project_id
-        )
-        return float(spent) >= limit
+        return limit is not None and await spent_usd(tx, project_id) >= limit
 
     async def _no_work(
         self, tx: Tx, project_id: int, persona: str, now: float, *, paused: bool = False, budget: bool = False
