@@ -125,7 +125,7 @@ class PlanWriter:
         self.actor, self.max_attempts = actor, max_attempts
 
     @classmethod
-    async def open(cls, tx: Tx, *, project_id: int, now: float, actor: str, max_attempts: int) -> PlanWriter:
+    async def open(cls, tx: Tx, project_id: int, now: float, actor: str, max_attempts: int) -> PlanWriter:
         graph = await load_graph(tx, project_id)
         return cls(tx, project_id=project_id, graph=graph, now=now, actor=actor, max_attempts=max_attempts)
 
@@ -270,13 +270,7 @@ class PlanningService(ServiceBase):
         require_role(caller, _PLANNERS, action)
         async with self.store.transaction() as tx:
             target = await self.resolve_project(tx, caller, project)
-            writer = await PlanWriter.open(
-                tx,
-                project_id=target.id,
-                now=self.now(),
-                actor=caller.name,
-                max_attempts=self.config.leases.max_attempts,
-            )
+            writer = await PlanWriter.open(tx, target.id, self.now(), caller.name, self.config.leases.max_attempts)
             yield writer
             await writer.finish()
         self.wakeup.notify()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from coordinator.errors import InvalidInput, NotFound
-from coordinator.records import Agent, Dependency, Epic, Project, Task, TaskTest
+from coordinator.errors import NotFound
+from coordinator.records import Epic, Project, Task, TaskTest
 from coordinator.storage.base import Tx
 
 
@@ -82,37 +82,6 @@ async def list_epics(tx: Tx, project_id: int) -> list[Epic]:
     return [Epic.model_validate(r) for r in rows]
 
 
-async def project_dependencies(tx: Tx, project_id: int) -> list[Dependency]:
-    rows = await tx.fetch(
-        "SELECT d.task_id, d.depends_on_task_id, d.kind FROM task_dependencies d "
-        "JOIN tasks t ON t.id = d.task_id WHERE t.project_id = $1 ORDER BY d.task_id, d.depends_on_task_id",
-        project_id,
-    )
-    return [Dependency.model_validate(r) for r in rows]
-
-
-async def task_dependencies(tx: Tx, task_id: int) -> list[Dependency]:
-    rows = await tx.fetch(
-        "SELECT task_id, depends_on_task_id, kind FROM task_dependencies WHERE task_id = $1 "
-        "ORDER BY depends_on_task_id",
-        task_id,
-    )
-    return [Dependency.model_validate(r) for r in rows]
-
-
 async def task_tests(tx: Tx, task_id: int) -> list[TaskTest]:
     rows = await tx.fetch("SELECT * FROM task_tests WHERE task_id = $1 ORDER BY id", task_id)
     return [TaskTest.model_validate(r) for r in rows]
-
-
-async def get_agent(tx: Tx, agent_id: int) -> Agent:
-    row = await tx.fetchrow("SELECT * FROM agents WHERE id = $1", agent_id)
-    if row is None:
-        raise NotFound(f"agent {agent_id} does not exist", fix="register it with register_agent")
-    return Agent.model_validate(row)
-
-
-def require_positive_id(field: str, value: int) -> int:
-    if value <= 0:
-        raise InvalidInput(field, f"{value} is not a valid id", fix="ids are positive integers")
-    return value

@@ -409,17 +409,14 @@ class WorkService(ServiceBase):
                 commit,
                 now,
             )
-            append_event(
+            _task_event(
                 tx,
-                now=now,
-                kind="task_completed",
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                agent_id=agent.id,
-                before=task.status,
-                after=S.DONE,
-                payload={"summary": summary, "files_changed": files_changed or [], "commit": commit},
+                now,
+                "task_completed",
+                caller,
+                task,
+                S.DONE,
+                {"summary": summary, "files_changed": files_changed or [], "commit": commit},
             )
             await self._after_finish(tx, task, now, caller.name)
         self.wakeup.notify()
@@ -451,17 +448,14 @@ class WorkService(ServiceBase):
                 now + delay,
                 now,
             )
-            append_event(
+            _task_event(
                 tx,
-                now=now,
-                kind="task_retry_scheduled" if retry else "task_failed",
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                agent_id=agent.id,
-                before=task.status,
-                after=target,
-                payload={
+                now,
+                "task_retry_scheduled" if retry else "task_failed",
+                caller,
+                task,
+                target,
+                {
                     "error": error,
                     "attempt": task.attempts,
                     "max_attempts": task.max_attempts,
@@ -488,18 +482,7 @@ class WorkService(ServiceBase):
                 note,
                 now,
             )
-            append_event(
-                tx,
-                now=now,
-                kind="task_released",
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                agent_id=agent.id,
-                before=task.status,
-                after=S.PENDING,
-                payload={"note": note},
-            )
+            _task_event(tx, now, "task_released", caller, task, S.PENDING, {"note": note})
         self.wakeup.notify()
         return Task.model_validate(updated)
 
@@ -530,17 +513,7 @@ class WorkService(ServiceBase):
                 target,
                 now,
             )
-            append_event(
-                tx,
-                now=now,
-                kind=kind,
-                actor=caller.name,
-                project_id=task.project_id,
-                task_id=task_id,
-                before=task.status,
-                after=target,
-                payload={"reason": reason},
-            )
+            _task_event(tx, now, kind, caller, task, target, {"reason": reason})
             if task.epic_id is not None:
                 if target == S.PENDING:
                     await tx.execute(
@@ -659,6 +632,24 @@ class WorkService(ServiceBase):
                 payload={"name": row["name"]},
             )
         return len(lost)
+
+
+def _task_event(
+    tx: Tx, now: float, kind: str, caller: Caller, task: Task, after: TaskStatus, payload: dict[str, Any]
+) -> None:
+    """The audit event of one transition of `task` (as it was before) made by `caller`."""
+    append_event(
+        tx,
+        now=now,
+        kind=kind,
+        actor=caller.name,
+        project_id=task.project_id,
+        task_id=task.id,
+        agent_id=caller.agent.id if caller.agent else None,
+        before=task.status,
+        after=after,
+        payload=payload,
+    )
 
 
 def _agent_of(caller: Caller, action: str) -> Agent:
