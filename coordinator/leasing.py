@@ -53,6 +53,7 @@ UPDATE tasks SET
     lease_owner = $4,
     lease_token = $5 || '-a' || CAST(attempts + 1 AS TEXT),
     lease_expires_at = $6,
+    lease_ttl = $7,
     started_at = COALESCE(started_at, $2),
     updated_at = $2
 WHERE id = (
@@ -98,6 +99,7 @@ async def claim_one(
         agent_id,
         new_lease_prefix(),
         now + ttl,
+        ttl,
     )
     return None if row is None else Task.model_validate(row)
 

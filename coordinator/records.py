@@ -87,6 +87,7 @@ class Task(Record):
     lease_owner: int | None
     lease_token: str | None
     lease_expires_at: float | None
+    lease_ttl: float | None
     progress_note: str | None
     expired_owner: int | None
     expiry_noted: str | None

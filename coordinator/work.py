@@ -160,51 +160,59 @@ class WorkService(ServiceBase):
         assert agent is not None
         async with self.store.transaction() as tx:
             now = self.now()
-            project = await self.resolve_project(tx, caller, None)
+            outcome = await self._claim_in(tx, caller, agent, ttl, now)
+            # Rows are locked in one order everywhere (tasks, epics, then agents), so claims,
+            # completions and the sweep cannot deadlock on PostgreSQL.
             await self._touch_agent(tx, agent.id, now)
-            if project.status == "paused":
-                return await self._no_work(tx, project.id, agent.persona, now, paused=True)
-            if await self._budget_exhausted(tx, project.id):
-                return await self._no_work(tx, project.id, agent.persona, now, budget=True)
-            if tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts:
-                await self._queue_claims_sharing_files(tx, project.id)
-            task = await claim_one(
-                tx,
-                project_id=project.id,
-                agent_id=agent.id,
-                persona=agent.persona,
-                now=now,
-                ttl=ttl,
-                avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
+        return outcome
+
+    async def _claim_in(
+        self, tx: Tx, caller: Caller, agent: Agent, ttl: float, now: float
+    ) -> Claimed | NoWork:
+        project = await self.resolve_project(tx, caller, None)
+        if project.status == "paused":
+            return await self._no_work(tx, project.id, agent.persona, now, paused=True)
+        if await self._budget_exhausted(tx, project.id):
+            return await self._no_work(tx, project.id, agent.persona, now, budget=True)
+        if tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts:
+            await self._queue_claims_sharing_files(tx, project.id)
+        task = await claim_one(
+            tx,
+            project_id=project.id,
+            agent_id=agent.id,
+            persona=agent.persona,
+            now=now,
+            ttl=ttl,
+            avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
+        )
+        if task is None:
+            await self._expire_leases(tx, now, project.id)
+            return await self._no_work(tx, project.id, agent.persona, now)
+        before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
+        append_event(
+            tx,
+            now=now,
+            kind="task_claimed",
+            actor=caller.name,
+            project_id=project.id,
+            task_id=task.id,
+            agent_id=agent.id,
+            before=before,
+            after=S.IN_PROGRESS,
+            payload={
+                "attempt": task.attempts,
+                "lease_id": task.lease_token,
+                "expires_at": task.lease_expires_at,
+                "took_over_from_agent": task.expired_owner,
+            },
+        )
+        if task.epic_id is not None:
+            await tx.execute(
+                "UPDATE epics SET status = 'in_progress', updated_at = $2 WHERE id = $1 AND status = 'pending'",
+                task.epic_id,
+                now,
             )
-            if task is None:
-                await self._expire_leases(tx, now, project.id)
-                return await self._no_work(tx, project.id, agent.persona, now)
-            before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
-            append_event(
-                tx,
-                now=now,
-                kind="task_claimed",
-                actor=caller.name,
-                project_id=project.id,
-                task_id=task.id,
-                agent_id=agent.id,
-                before=before,
-                after=S.IN_PROGRESS,
-                payload={
-                    "attempt": task.attempts,
-                    "lease_id": task.lease_token,
-                    "expires_at": task.lease_expires_at,
-                    "took_over_from_agent": task.expired_owner,
-                },
-            )
-            if task.epic_id is not None:
-                await tx.execute(
-                    "UPDATE epics SET status = 'in_progress', updated_at = $2 WHERE id = $1 AND status = 'pending'",
-                    task.epic_id,
-                    now,
-                )
-            context = await self._claim_context(tx, task)
+        context = await self._claim_context(tx, task)
         return Claimed(task=task, lease=self._lease(task, ttl), context=context)
 
     async def _queue_claims_sharing_files(self, tx: Tx, project_id: int) -> None:
@@ -344,21 +352,23 @@ class WorkService(ServiceBase):
         progress_note: str | None = None,
         ttl_seconds: float | None = None,
     ) -> Lease:
-        """Extend a live lease and keep the progress note as a hand-off for whoever comes next."""
-        ttl = self._ttl(ttl_seconds)
+        """Extend a live lease (by its own ttl unless given) and keep the progress note as a hand-off."""
+        requested = None if ttl_seconds is None else self._ttl(ttl_seconds)
         agent = _agent_of(caller, "heartbeat")
         async with self.store.transaction() as tx:
             now = self.now()
-            await leased_task(
+            task = await leased_task(
                 tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
             )
+            ttl = requested or task.lease_ttl or float(self.config.leases.ttl_seconds)
             row = await tx.fetchrow(
-                "UPDATE tasks SET lease_expires_at = $2, progress_note = COALESCE($3, progress_note), "
+                "UPDATE tasks SET lease_expires_at = $2, lease_ttl = $5, progress_note = COALESCE($3, progress_note), "
                 "updated_at = $4 WHERE id = $1 RETURNING *",
                 task_id,
                 now + ttl,
                 progress_note,
                 now,
+                ttl,
             )
             await self._touch_agent(tx, agent.id, now)
             append_event(
@@ -611,6 +621,22 @@ class WorkService(ServiceBase):
                     "dead_lettered": task.status == S.FAILED,
                 },
             )
+            if task.status == S.FAILED:
+                append_event(
+                    tx,
+                    now=now,
+                    kind="task_failed",
+                    actor="sweeper",
+                    project_id=task.project_id,
+                    task_id=task.id,
+                    before=S.IN_PROGRESS,
+                    after=S.FAILED,
+                    payload={
+                        "error": task.last_error,
+                        "attempt": task.attempts,
+                        "max_attempts": task.max_attempts,
+                    },
+                )
         return len(expired)
 
     async def _mark_lost_agents(self, tx: Tx, now: float, project_id: int | None) -> int:

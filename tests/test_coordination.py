@@ -183,7 +183,7 @@ async def test_expired_lease_on_last_attempt_is_dead_lettered_by_the_sweep(
     async with coord.store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT status FROM tasks WHERE id = $1", task.id) == "failed"
         kinds = [e.kind for e in await events_after(tx, project_id=None, task_id=task.id)]
-    assert kinds == ["task_created", "task_claimed", "lease_expired"]
+    assert kinds == ["task_created", "task_claimed", "lease_expired", "task_failed"]
 
 
 async def test_a_claim_that_finds_nothing_dead_letters_expired_last_attempts(
@@ -387,3 +387,19 @@ async def test_a_waiting_claim_is_woken_by_another_process(database, clock: Manu
     finally:
         await first.close()
         await second.close()
+
+
+async def test_heartbeats_keep_the_lease_length_the_claim_asked_for(
+    coord: Coordinator, clock: ManualClock
+) -> None:
+    a, *_ = await setup_chain(coord)
+    w = await worker(coord)
+    short = await coord.work.claim(w, ttl_seconds=30)
+    assert isinstance(short, Claimed) and short.lease.ttl_seconds == 30
+    clock.advance(10)
+    lease = await coord.work.heartbeat(w, task_id=a, lease_id=short.lease.lease_id)
+    assert lease.expires_at == clock.now + 30 and lease.ttl_seconds == 30
+    longer = await coord.work.heartbeat(w, task_id=a, lease_id=short.lease.lease_id, ttl_seconds=600)
+    assert longer.expires_at == clock.now + 600
+    again = await coord.work.heartbeat(w, task_id=a, lease_id=short.lease.lease_id)
+    assert again.ttl_seconds == 600

@@ -67,6 +67,7 @@ CREATE TABLE tasks (
     lease_owner       BIGINT REFERENCES agents(id) ON DELETE SET NULL,
     lease_token       TEXT,
     lease_expires_at  DOUBLE PRECISION,
+    lease_ttl         DOUBLE PRECISION,
     progress_note     TEXT,
     expired_owner     BIGINT,
     expiry_noted      TEXT,
@@ -83,8 +84,10 @@ CREATE TABLE tasks (
     completed_at      DOUBLE PRECISION,
     UNIQUE (project_id, local_key)
 );
--- The claim path: ready candidates of one project by status, then the order key.
-CREATE INDEX idx_tasks_claim ON tasks(project_id, status, priority, remaining_path DESC, id);
+-- The claim path: claimable tasks of one project in claim order (the first ready one wins).
+CREATE INDEX idx_tasks_claim ON tasks(project_id, priority, remaining_path DESC, id)
+    WHERE status IN ('pending', 'in_progress');
+CREATE INDEX idx_tasks_status ON tasks(project_id, status);
 CREATE INDEX idx_tasks_epic ON tasks(epic_id, status);
 CREATE INDEX idx_tasks_lease ON tasks(lease_expires_at) WHERE status = 'in_progress';
 
