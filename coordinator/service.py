@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -9,12 +11,15 @@ from coordinator.agents import AgentService, sync_personas
 from coordinator.config import Config
 from coordinator.context import Wakeup
 from coordinator.costs import CostService
+from coordinator.errors import YokeflowError
 from coordinator.events import NOTIFY_CHANNEL
 from coordinator.planning import PlanningService
 from coordinator.plans import PlanService
 from coordinator.storage import Store, StoreOptions, open_store
 from coordinator.storage.base import Clock
 from coordinator.work import WorkService
+
+log = logging.getLogger(__name__)
 
 
 class Coordinator:
@@ -58,6 +63,20 @@ class Coordinator:
             await store.close()
             raise
         return coordinator
+
+    async def sweep_forever(self, interval_seconds: float | None = None) -> None:
+        """Sweep every `interval_seconds` (default: the heartbeat interval) until cancelled.
+
+        Servers run this in the background so expiries and lost agents show up in the event
+        log promptly; claims never depend on it.
+        """
+        interval = interval_seconds or float(self.config.leases.heartbeat_interval_seconds)
+        while True:
+            try:
+                await self.work.sweep()
+            except YokeflowError as exc:
+                log.warning("sweep failed, will retry: %s", exc)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         await self.store.close()

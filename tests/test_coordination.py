@@ -403,3 +403,29 @@ async def test_heartbeats_keep_the_lease_length_the_claim_asked_for(
     assert longer.expires_at == clock.now + 600
     again = await coord.work.heartbeat(w, task_id=a, lease_id=short.lease.lease_id)
     assert again.ttl_seconds == 600
+
+
+async def test_the_background_sweeper_notes_expiries_and_lost_agents(
+    coord: Coordinator, clock: ManualClock
+) -> None:
+    await setup_chain(coord)
+    w = await worker(coord)
+    await claimed(coord, w)
+    clock.advance(1000)  # past the lease (300 s) and the agent ttl (900 s)
+    sweeper = asyncio.create_task(coord.sweep_forever(0.01))
+    try:
+        for _ in range(500):
+            async with coord.store.transaction(write=False) as tx:
+                kinds = {e.kind for e in await events_after(tx, project_id=None, limit=1000)}
+            if {"lease_expired", "agent_lost"} <= kinds:
+                break
+            await asyncio.sleep(0.01)
+        assert {"lease_expired", "agent_lost"} <= kinds
+    finally:
+        sweeper.cancel()
+    async with coord.store.transaction(write=False) as tx:
+        assert await tx.fetchval("SELECT status FROM agents WHERE id = $1", w.agent.id) == "lost"  # type: ignore[union-attr]
+    # the lost agent comes back as soon as it calls again
+    assert isinstance(await coord.work.claim(w), Claimed)
+    async with coord.store.transaction(write=False) as tx:
+        assert await tx.fetchval("SELECT status FROM agents WHERE id = $1", w.agent.id) == "active"  # type: ignore[union-attr]
