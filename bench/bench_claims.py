@@ -171,7 +171,7 @@ class RawDriver:
     async def cycle(self, project_id: int, agent_id: int) -> bool:
         now = time.time()
         async with self.transaction() as run:
-            rows = await run(self.sql, project_id, now, "implementer", agent_id, secrets.token_hex(6), now + 300)
+            rows = await run(self.sql, project_id, now, "implementer", agent_id, secrets.token_hex(6), now + 300, 300.0)
             if not rows:
                 return False
             task_id, token = rows[0]["id"], rows[0]["lease_token"]

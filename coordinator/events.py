@@ -5,10 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from coordinator.records import Event
-from coordinator.storage.base import Tx, encode_json
+from coordinator.storage.base import Store, Tx, encode_json
 
 NOTIFY_CHANNEL = "yokeflow_events"
 _EVENT_ORDER_LOCK = 0x59F1E7E0
+_COLUMNS = "project_id, task_id, agent_id, actor, kind, before_status, after_status, payload, created_at"
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_INSERT_POSTGRES = (  # the NOTIFY rides along in the same round trip
+    f"INSERT INTO events ({_COLUMNS}) SELECT $1::bigint, $2::bigint, $3::bigint, $4::text, $5::text, "
+    f"$6::text, $7::text, $8::jsonb, $9::double precision FROM pg_notify('{NOTIFY_CHANNEL}', $10)"
+)
+# Readers give committed events their positions one batch at a time, under a lock: an
+# event that commits after a batch can only get a later position than every event in it.
+_SEQUENCE = (
+    "UPDATE events e SET seq = base.top + r.n "
+    "FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events WHERE seq IS NULL) r, "
+    "(SELECT COALESCE(MAX(seq), 0) AS top FROM events) base WHERE e.id = r.id"
+)
 
 
 def append_event(
@@ -26,9 +39,9 @@ def append_event(
 ) -> None:
     """Append one event to the log as the transaction commits (or not at all).
 
-    Events are written last, under a transaction-scoped lock on PostgreSQL, so event ids
-    follow commit order there too: a reader following `after_id` never skips an event whose
-    transaction committed late. Being last, the lock is held only for the commit itself.
+    Events are written last in the transaction. On PostgreSQL a NOTIFY goes with them (a
+    wake-up hint for other processes), and their position in the log is given later by
+    `read_events`, in commit order.
     """
     values = (
         project_id,
@@ -44,31 +57,41 @@ def append_event(
 
     async def write() -> None:
         if tx.backend == "postgresql":
-            await tx.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_ORDER_LOCK)
-            await tx.execute(f"SELECT pg_notify('{NOTIFY_CHANNEL}', $1)", str(project_id or 0))
-        await tx.execute(
-            "INSERT INTO events (project_id, task_id, agent_id, actor, kind, before_status, after_status, "
-            "payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            *values,
-        )
+            await tx.execute(_INSERT_POSTGRES, *values, str(project_id or 0))
+        else:
+            await tx.execute(_INSERT, *values)
 
     tx.before_commit(write)
 
 
-async def events_after(
-    tx: Tx, *, project_id: int | None, after_id: int = 0, limit: int = 100, task_id: int | None = None
+async def read_events(
+    store: Store, *, project_id: int | None, after_id: int = 0, limit: int = 100, task_id: int | None = None
 ) -> list[Event]:
-    """Events with id > after_id, oldest first (a cursor for replay and live feeds)."""
-    clauses: list[str] = ["id > $1"]
-    args: list[object] = [after_id]
-    if project_id is not None:
-        args.append(project_id)
-        clauses.append(f"project_id = ${len(args)}")
-    if task_id is not None:
-        args.append(task_id)
-        clauses.append(f"task_id = ${len(args)}")
-    args.append(limit)
-    rows = await tx.fetch(
-        f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ${len(args)}", *args
-    )
+    """Events after the cursor `after_id`, oldest first: the audit log and the live feed.
+
+    An event's `id` is its position in the log. SQLite writes one transaction at a time, so
+    row ids already follow commit order. PostgreSQL draws ids before commit, so a late commit
+    could land behind a cursor; there each read first gives the newly committed events their
+    positions, under a lock, and pages by those.
+    """
+    postgres = store.backend == "postgresql"
+    async with store.transaction(write=postgres) as tx:
+        if postgres:
+            await tx.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_ORDER_LOCK)
+            await tx.execute(_SEQUENCE)
+        position = "seq" if postgres else "id"
+        clauses: list[str] = [f"{position} > $1"]
+        args: list[object] = [after_id]
+        if project_id is not None:
+            args.append(project_id)
+            clauses.append(f"project_id = ${len(args)}")
+        if task_id is not None:
+            args.append(task_id)
+            clauses.append(f"task_id = ${len(args)}")
+        args.append(limit)
+        rows = await tx.fetch(
+            f"SELECT {position} AS id, {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY {position} LIMIT ${len(args)}",
+            *args,
+        )
     return [Event.model_validate(row) for row in rows]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
 
 from coordinator.context import Caller, ServiceBase, require_role
 from coordinator.costs import spent_usd
-from coordinator.errors import InvalidInput, StateConflict
+from coordinator.errors import InvalidInput, NotFound, StateConflict
 from coordinator.events import append_event
 from coordinator.leasing import (
     BackoffPolicy,
@@ -39,6 +39,16 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 MAX_WAIT_SECONDS = 300.0
 _CLAIM_QUEUE_LOCK = 0x59F1
+_PROJECT_FOR_CLAIM = {
+    False: "SELECT status FROM projects WHERE id = $1",
+    True: "SELECT status, EXISTS (SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id "
+    "WHERE t.project_id = $1) AS has_files FROM projects WHERE id = $1",
+}
+
+
+def _holds_lease(token: int, owner: int, project: int) -> str:
+    """The row condition of a task whose current lease is parameter `token`, held by agent `owner` of `project`."""
+    return f"status = 'in_progress' AND lease_token = ${token} AND lease_owner = ${owner} AND project_id = ${project}"
 
 
 def check_transition(task: Task, target: TaskStatus, action: str) -> None:
@@ -169,16 +179,25 @@ class WorkService(ServiceBase):
     async def _claim_in(
         self, tx: Tx, caller: Caller, agent: Agent, ttl: float, now: float
     ) -> Claimed | NoWork:
-        project = await self.resolve_project(tx, caller, None)
-        if project.status == "paused":
-            return await self._no_work(tx, project.id, agent.persona, now, paused=True)
-        if await self._budget_exhausted(tx, project.id):
-            return await self._no_work(tx, project.id, agent.persona, now, budget=True)
-        if tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts:
-            await self._queue_claims_sharing_files(tx, project.id)
+        project_id = agent.project_id
+        queue = tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts
+        project = await tx.fetchrow(_PROJECT_FOR_CLAIM[queue], project_id)
+        if project is None:
+            raise NotFound(
+                f"project {project_id} of this agent no longer exists", fix="register the agent again"
+            )
+        if project["status"] == "paused":
+            return await self._no_work(tx, project_id, agent.persona, now, paused=True)
+        if await self._budget_exhausted(tx, project_id):
+            return await self._no_work(tx, project_id, agent.persona, now, budget=True)
+        if queue and project["has_files"]:
+            # Claims of a project with predicted files take turns on PostgreSQL, or two of them
+            # could each miss the other's new lease on a shared file; other projects keep fully
+            # parallel SKIP LOCKED claims.
+            await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _CLAIM_QUEUE_LOCK, project_id)
         task = await claim_one(
             tx,
-            project_id=project.id,
+            project_id=project_id,
             agent_id=agent.id,
             persona=agent.persona,
             now=now,
@@ -186,15 +205,15 @@ class WorkService(ServiceBase):
             avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
         )
         if task is None:
-            await self._expire_leases(tx, now, project.id)
-            return await self._no_work(tx, project.id, agent.persona, now)
+            await self._expire_leases(tx, now, project_id)
+            return await self._no_work(tx, project_id, agent.persona, now)
         before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
         append_event(
             tx,
             now=now,
             kind="task_claimed",
             actor=caller.name,
-            project_id=project.id,
+            project_id=project_id,
             task_id=task.id,
             agent_id=agent.id,
             before=before,
@@ -214,19 +233,6 @@ class WorkService(ServiceBase):
             )
         context = await self._claim_context(tx, task)
         return Claimed(task=task, lease=self._lease(task, ttl), context=context)
-
-    async def _queue_claims_sharing_files(self, tx: Tx, project_id: int) -> None:
-        """On PostgreSQL, claims of a project with predicted files take turns.
-
-        Otherwise two concurrent claims could each miss the other's new lease on a shared
-        file. Projects without predicted files keep fully parallel SKIP LOCKED claims.
-        """
-        has_files = await tx.fetchval(
-            "SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE t.project_id = $1 LIMIT 1",
-            project_id,
-        )
-        if has_files:
-            await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _CLAIM_QUEUE_LOCK, project_id)
 
     async def _claim_context(self, tx: Tx, task: Task) -> ClaimContext:
         rows = await tx.fetch(
@@ -357,19 +363,23 @@ class WorkService(ServiceBase):
         agent = _agent_of(caller, "heartbeat")
         async with self.store.transaction() as tx:
             now = self.now()
-            task = await leased_task(
-                tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
-            )
-            ttl = requested or task.lease_ttl or float(self.config.leases.ttl_seconds)
             row = await tx.fetchrow(
-                "UPDATE tasks SET lease_expires_at = $2, lease_ttl = $5, progress_note = COALESCE($3, progress_note), "
-                "updated_at = $4 WHERE id = $1 RETURNING *",
+                "UPDATE tasks SET lease_ttl = COALESCE($5, lease_ttl, $6), lease_expires_at = $4 + COALESCE($5, "
+                "lease_ttl, $6), progress_note = COALESCE($3, progress_note), updated_at = $4 "
+                f"WHERE id = $1 AND {_holds_lease(2, 7, 8)} "
+                "RETURNING *",
                 task_id,
-                now + ttl,
+                lease_id,
                 progress_note,
                 now,
-                ttl,
+                requested,
+                float(self.config.leases.ttl_seconds),
+                agent.id,
+                agent.project_id,
             )
+            if row is None:
+                await _refuse_lease(tx, task_id, lease_id, agent)
+            ttl = float(row["lease_ttl"])
             await self._touch_agent(tx, agent.id, now)
             append_event(
                 tx,
@@ -379,7 +389,7 @@ class WorkService(ServiceBase):
                 project_id=agent.project_id,
                 task_id=task_id,
                 agent_id=agent.id,
-                payload={"expires_at": now + ttl, "note": progress_note},
+                payload={"expires_at": row["lease_expires_at"], "note": progress_note},
             )
         return self._lease(Task.model_validate(row), ttl)
 
@@ -398,27 +408,25 @@ class WorkService(ServiceBase):
         agent = _agent_of(caller, "complete tasks")
         async with self.store.transaction() as tx:
             now = self.now()
-            task = await leased_task(
-                tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
-            )
-            failing = [t for t in await task_tests(tx, task_id) if t.passes is False]
-            if failing:
-                names = "; ".join(f"#{t.id} {t.description}" for t in failing)
-                raise StateConflict(
-                    f"task {task_id} has failing tests: {names}",
-                    fix="fix them and record update_test_result(passes=true), or call fail_task",
-                )
+            # The usual case is one statement; when it changes nothing, find out why.
             done = await tx.fetchrow(
                 "UPDATE tasks SET status = 'done', result = $2, summary = $3, files_changed = $4, commit_sha = $5, "
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = $6, updated_at = $6 "
-                "WHERE id = $1 RETURNING *",
+                f"WHERE id = $1 AND {_holds_lease(7, 8, 9)} "
+                "AND NOT EXISTS (SELECT 1 FROM task_tests WHERE task_id = $1 AND passes = FALSE) RETURNING *",
                 task_id,
                 result,
                 summary,
                 encode_json(files_changed or []),
                 commit,
                 now,
+                lease_id,
+                agent.id,
+                agent.project_id,
             )
+            if done is None:
+                await self._refuse_completion(tx, task_id, lease_id, agent)
+            task = Task.model_validate({**done, "status": S.IN_PROGRESS})
             _task_event(
                 tx,
                 now,
@@ -431,6 +439,18 @@ class WorkService(ServiceBase):
             await self._after_finish(tx, task, now, caller.name)
         self.wakeup.notify()
         return Task.model_validate(done)
+
+    async def _refuse_completion(self, tx: Tx, task_id: int, lease_id: str, agent: Agent) -> NoReturn:
+        """Raise the reason a completion changed nothing: no such task, a lost lease, or failing tests."""
+        await leased_task(
+            tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id
+        )
+        failing = [t for t in await task_tests(tx, task_id) if t.passes is False]
+        names = "; ".join(f"#{t.id} {t.description}" for t in failing)
+        raise StateConflict(
+            f"task {task_id} has failing tests: {names}",
+            fix="fix them and record update_test_result(passes=true), or call fail_task",
+        )
 
     async def fail(
         self, caller: Caller, *, task_id: int, lease_id: str, error: str, retryable: bool = True
@@ -658,6 +678,12 @@ class WorkService(ServiceBase):
                 payload={"name": row["name"]},
             )
         return len(lost)
+
+
+async def _refuse_lease(tx: Tx, task_id: int, lease_id: str, agent: Agent) -> NoReturn:
+    """Raise why a statement conditioned on this lease changed nothing (NotFound or LeaseLost)."""
+    await leased_task(tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id)
+    raise StateConflict(f"task {task_id} changed while this call ran", fix="call get_task and try again")
 
 
 def _task_event(

@@ -8,7 +8,7 @@ import pytest
 
 from coordinator.context import OPERATOR, Caller, agent_caller
 from coordinator.errors import InvalidInput, LeaseLost, NotFound, PermissionDenied, StateConflict
-from coordinator.events import events_after
+from coordinator.events import read_events
 from coordinator.planning import NewTask
 from coordinator.records import TaskStatus
 from coordinator.service import Coordinator
@@ -81,7 +81,7 @@ async def test_complete_unblocks_dependents_and_closes_the_epic(coord: Coordinat
     await coord.work.complete(w, task_id=second.id, lease_id=c2.lease.lease_id)
     async with coord.store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT status FROM epics WHERE id = $1", epic.id) == "done"
-        kinds = [e.kind for e in await events_after(tx, project_id=None)]
+        kinds = [e.kind for e in await read_events(coord.store, project_id=None)]
     assert kinds.count("task_completed") == 2 and "task_ready" in kinds and kinds[-1] == "epic_completed"
     outcome = await coord.work.claim(w)
     assert isinstance(outcome, NoWork) and outcome.reason == "all_done"
@@ -182,7 +182,7 @@ async def test_expired_lease_on_last_attempt_is_dead_lettered_by_the_sweep(
     assert isinstance(outcome, NoWork) and outcome.reason == "blocked_by_failures"
     async with coord.store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT status FROM tasks WHERE id = $1", task.id) == "failed"
-        kinds = [e.kind for e in await events_after(tx, project_id=None, task_id=task.id)]
+        kinds = [e.kind for e in await read_events(coord.store, project_id=None, task_id=task.id)]
     assert kinds == ["task_created", "task_claimed", "lease_expired", "task_failed"]
 
 
@@ -349,9 +349,8 @@ async def test_every_transition_is_audited_in_order(coord: Coordinator) -> None:
     c = await claimed(coord, w)
     await coord.work.heartbeat(w, task_id=a, lease_id=c.lease.lease_id, progress_note="n")
     await coord.work.complete(w, task_id=a, lease_id=c.lease.lease_id)
-    async with coord.store.transaction(write=False) as tx:
-        events = await events_after(tx, project_id=None, task_id=a)
-        page = await events_after(tx, project_id=None, after_id=events[1].id, task_id=a)
+    events = await read_events(coord.store, project_id=None, task_id=a)
+    page = await read_events(coord.store, project_id=None, after_id=events[1].id, task_id=a)
     assert [(e.kind, e.before_status, e.after_status) for e in events] == [
         ("task_created", None, "pending"),
         ("task_claimed", "pending", "in_progress"),
@@ -415,8 +414,7 @@ async def test_the_background_sweeper_notes_expiries_and_lost_agents(
     sweeper = asyncio.create_task(coord.sweep_forever(0.01))
     try:
         for _ in range(500):
-            async with coord.store.transaction(write=False) as tx:
-                kinds = {e.kind for e in await events_after(tx, project_id=None, limit=1000)}
+            kinds = {e.kind for e in await read_events(coord.store, project_id=None, limit=1000)}
             if {"lease_expired", "agent_lost"} <= kinds:
                 break
             await asyncio.sleep(0.01)

@@ -7,7 +7,7 @@ import pytest
 from coordinator.config import Config
 from coordinator.context import OPERATOR, agent_caller
 from coordinator.errors import InvalidInput, NotFound
-from coordinator.events import events_after
+from coordinator.events import read_events
 from coordinator.planning import NewTask
 from coordinator.service import Coordinator
 from coordinator.work import Claimed, NoWork
@@ -63,8 +63,7 @@ async def test_budget_warns_once_then_stops_claims(database: Database, clock: Ma
         worker = agent_caller((await coord.agents.register(OPERATOR, persona="implementer")).agent)
         for _ in range(5):
             await coord.costs.record(worker, model="sonnet", cost_usd=0.3)  # 0.3, 0.6, 0.9, 1.2, 1.5
-        async with coord.store.transaction(write=False) as tx:
-            kinds = [e.kind for e in await events_after(tx, project_id=None, limit=1000)]
+        kinds = [e.kind for e in await read_events(coord.store, project_id=None, limit=1000)]
         assert kinds.count("budget_warning") == 1 and kinds.count("budget_exhausted") == 1
         assert kinds.index("budget_warning") < kinds.index("budget_exhausted")
         outcome = await coord.work.claim(worker)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from coordinator.context import OPERATOR, agent_caller
 from coordinator.errors import CycleError, InvalidInput, NotFound, YokeflowError
-from coordinator.events import events_after
+from coordinator.events import read_events
 from coordinator.execution_plan import PlanPatch
 from coordinator.planning import NewTask
 from coordinator.service import Coordinator
@@ -58,7 +58,7 @@ async def test_import_creates_everything_and_plans_it(coord: Coordinator) -> Non
         rows = await tx.fetch("SELECT id, batch_number FROM tasks")
         assert {r["id"]: r["batch_number"] for r in rows} == batch
         assert await tx.fetchval("SELECT COUNT(*) FROM parallel_batches") == len(plan.batches)
-        kinds = [e.kind for e in await events_after(tx, project_id=imported.project.id, limit=1000)]
+        kinds = [e.kind for e in await read_events(coord.store, project_id=imported.project.id, limit=1000)]
     assert kinds.count("task_created") == 12 and kinds[-1] == "plan_built"
     suggested = [(s.before.path, s.after.path) for s in imported.suggested_dependencies]
     assert suggested == [("epics[3].tasks[1]", "epics[3].tasks[3]")]  # "once the CI pipeline is done"

@@ -30,7 +30,7 @@ import pytest
 
 from coordinator.context import OPERATOR, Caller, agent_caller
 from coordinator.errors import LeaseLost, NotFound
-from coordinator.events import events_after
+from coordinator.events import read_events
 from coordinator.planning import NewTask
 from coordinator.records import Agent, Event, Task, TaskStatus
 from coordinator.service import Coordinator
@@ -128,10 +128,13 @@ async def audit_log(
     """The whole audit log (of a project or task), paged with after_id as a live reader would."""
     events: list[Event] = []
     while True:
-        async with coord.store.transaction(write=False) as tx:
-            page = await events_after(
-                tx, project_id=project_id, task_id=task_id, after_id=events[-1].id if events else 0, limit=500
-            )
+        page = await read_events(
+            coord.store,
+            project_id=project_id,
+            task_id=task_id,
+            after_id=events[-1].id if events else 0,
+            limit=500,
+        )
         if not page:
             return events
         events += page
