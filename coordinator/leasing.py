@@ -23,6 +23,7 @@ def _ready_condition(persona_clause: str) -> str:
     """Ready tasks of project $1 at time $2 (persona $3 is matched by `persona_clause`)."""
     return f"""
     t.project_id = $1
+    AND t.status IN ('pending', 'in_progress')  -- lets SQLite walk the partial claim index in order
     AND (t.status = 'pending'
          OR (t.status = 'in_progress' AND t.lease_expires_at < $2 AND t.attempts < t.max_attempts))
     AND t.available_at <= $2
