@@ -16,6 +16,7 @@ from coordinator.errors import InvalidInput, YokeflowError
 from coordinator.queries import get_tasks_by_id
 from coordinator.service import Coordinator
 from coordinator.storage import Store, StoreOptions, migrate, open_store, schema_status
+from launcher.serve import add_serve_command
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -228,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     _add_plan_commands(commands)
+    add_serve_command(commands)
     for name, help_text, arrives_with in (
-        ("serve", "run the MCP server (stdio, or --http)", "the MCP server"),
         ("launch", "start persona agents that pull their own work", "the launcher"),
         ("demo", "run a whole sample project with simulated agents", "the launcher"),
     ):

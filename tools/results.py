@@ -1,0 +1,106 @@
+"""Result models of the tools that do not simply return a coordinator record."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field
+
+from coordinator.observe import (
+    AgentView,
+    DependencyInfo,
+    EpicProgress,
+    SessionRecord,
+    TaskDetail,
+    TaskSummary,
+)
+from coordinator.records import Task, TaskTest
+from coordinator.work import ClaimContext, Claimed, Lease, NoWork, NoWorkReason
+
+
+class RegisteredAgent(BaseModel):
+    agent: AgentView
+    token: str = Field(description="Bearer token of this agent; shown once, only its hash is stored.")
+
+
+class ClaimResult(BaseModel):
+    """A lease on a task (status "claimed"), or why there is none (status "no_task")."""
+
+    status: Literal["claimed", "no_task"]
+    agent_id: int = Field(description="The agent the lease belongs to.")
+    task: Task | None = None
+    lease: Lease | None = None
+    context: ClaimContext | None = Field(
+        default=None, description="Dependencies' results, the task's tests and hand-off notes."
+    )
+    reason: NoWorkReason | None = None
+    message: str | None = None
+    counts: dict[str, int] | None = None
+    retry_after_seconds: float | None = None
+
+    @classmethod
+    def of(cls, outcome: Claimed | NoWork, agent_id: int) -> ClaimResult:
+        if isinstance(outcome, Claimed):
+            return cls(
+                status="claimed",
+                agent_id=agent_id,
+                task=outcome.task,
+                lease=outcome.lease,
+                context=outcome.context,
+                message=f"you hold task {outcome.task.id} until {outcome.lease.expires_at:.0f}; "
+                f"heartbeat every {outcome.lease.heartbeat_interval_seconds:g} s",
+            )
+        return cls(
+            status="no_task",
+            agent_id=agent_id,
+            reason=outcome.reason,
+            message=outcome.message,
+            counts=outcome.counts,
+            retry_after_seconds=outcome.retry_after_seconds,
+        )
+
+
+class DependencyResult(BaseModel):
+    task_id: int
+    dependencies: list[DependencyInfo] = Field(description="The task's dependencies after the change.")
+
+
+class ExpandResult(BaseModel):
+    epic_id: int
+    tasks: list[TaskSummary] = Field(description="The created tasks, in the order given.")
+    keys: dict[str, int] = Field(description="Each local key given, mapped to the id of its task.")
+
+
+class EpicList(BaseModel):
+    epics: list[EpicProgress]
+
+
+class TestList(BaseModel):
+    __test__: ClassVar[bool] = False  # not a pytest test class
+    tests: list[TaskTest]
+
+
+class AgentList(BaseModel):
+    agents: list[AgentView]
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionRecord]
+
+
+class Pong(BaseModel):
+    ok: Literal[True] = True
+    server: str
+    version: str
+    time: float
+
+
+class NextTask(BaseModel):
+    task: TaskDetail | None = Field(description="The task a claim would take next, or null.")
+    message: str
+
+
+class TaskStatusChange(BaseModel):
+    task: Task
+    changed: bool = Field(description="False when the task already was in the asked state.")
+    message: str

@@ -1,0 +1,48 @@
+"""What every tool call needs: the shared coordinator, the identity rules, and who is calling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from coordinator.observe import ObserverService
+from coordinator.service import Coordinator
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How a server decides who is calling.
+
+    `token`: the agent token a stdio server acts with (`--token` / `YOKEFLOW_TOKEN`); HTTP
+    requests carry their own in `Authorization: Bearer …`.
+    `allow_operator`: whether a call without any token acts as the local operator. True over
+    stdio and on a loopback-bound HTTP server; False when the server requires tokens.
+    """
+
+    token: str | None = None
+    allow_operator: bool = True
+
+
+@dataclass
+class Runtime:
+    """The coordinator and identity rules one MCP server (or several, over HTTP) shares."""
+
+    coord: Coordinator
+    identity: Identity = field(default_factory=Identity)
+    observe: ObserverService = field(init=False)
+
+    def __post_init__(self) -> None:
+        # TODO: use coord.observe once Coordinator holds an ObserverService.
+        self.observe = ObserverService(self.coord.store, self.coord.config, self.coord.wakeup)
+
+
+ToolContext = Context[Runtime, Any]
+"""The type tools annotate their context parameter with; the SDK injects it."""
+
+
+def runtime_of(ctx: ToolContext) -> Runtime:
+    runtime = ctx.request_context.lifespan_context
+    assert isinstance(runtime, Runtime), "the MCP server's lifespan must yield a tools.runtime.Runtime"
+    return runtime
