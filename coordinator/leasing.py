@@ -19,7 +19,7 @@ from coordinator.storage.base import Tx
 _UNFINISHED = "('pending', 'in_progress', 'merging', 'failed', 'conflict', 'rejected')"
 
 
-def _ready_condition(persona_clause: str) -> str:
+def ready_condition(persona_clause: str) -> str:
     """Ready tasks of project $1 at time $2 (persona $3 is matched by `persona_clause`)."""
     return f"""
     t.project_id = $1
@@ -35,17 +35,18 @@ def _ready_condition(persona_clause: str) -> str:
 
 
 _SUITS_PERSONA = "(t.persona IS NULL OR t.persona = $3)"
-_NO_FILE_CONFLICT = """
+NO_FILE_CONFLICT = """
     AND NOT EXISTS (SELECT 1 FROM task_files f
                     JOIN task_files g ON g.path = f.path AND g.task_id <> f.task_id
                     JOIN tasks o ON o.id = g.task_id
                     WHERE f.task_id = t.id AND o.status = 'in_progress' AND o.lease_expires_at >= $2)"""
 
 
-def claim_sql(backend: str, *, avoid_file_conflicts: bool) -> str:
-    """The one statement that leases the best ready task of a project, or nothing."""
+def claim_sql(backend: str, *, avoid_file_conflicts: bool, one_task: bool = False) -> str:
+    """The one statement that leases the best ready task of a project (or task $8 only), or nothing."""
     lock = " FOR UPDATE SKIP LOCKED" if backend == "postgresql" else ""
-    conflicts = _NO_FILE_CONFLICT if avoid_file_conflicts else ""
+    conflicts = NO_FILE_CONFLICT if avoid_file_conflicts else ""
+    conflicts += " AND t.id = $8" if one_task else ""
     return f"""
 UPDATE tasks SET
     status = 'in_progress',
@@ -59,7 +60,7 @@ UPDATE tasks SET
     updated_at = $2
 WHERE id = (
     SELECT t.id FROM tasks t
-    WHERE {_ready_condition(_SUITS_PERSONA)}{conflicts}
+    WHERE {ready_condition(_SUITS_PERSONA)}{conflicts}
     ORDER BY t.priority, t.remaining_path DESC, t.id
     LIMIT 1{lock})
 RETURNING *"""
@@ -91,9 +92,10 @@ async def claim_one(
     now: float,
     ttl: float,
     avoid_file_conflicts: bool,
+    task_id: int | None = None,
 ) -> Task | None:
     row = await tx.fetchrow(
-        claim_sql(tx.backend, avoid_file_conflicts=avoid_file_conflicts),
+        claim_sql(tx.backend, avoid_file_conflicts=avoid_file_conflicts, one_task=task_id is not None),
         project_id,
         now,
         persona,
@@ -101,13 +103,14 @@ async def claim_one(
         new_lease_prefix(),
         now + ttl,
         ttl,
+        *([] if task_id is None else [task_id]),
     )
     return None if row is None else Task.model_validate(row)
 
 
 async def has_ready_task_for_other_personas(tx: Tx, *, project_id: int, persona: str, now: float) -> bool:
     """True when a task is ready but asks for a persona other than `persona`."""
-    sql = f"SELECT 1 FROM tasks t WHERE {_ready_condition('t.persona <> $3')} LIMIT 1"
+    sql = f"SELECT 1 FROM tasks t WHERE {ready_condition('t.persona <> $3')} LIMIT 1"
     return await tx.fetchval(sql, project_id, now, persona) is not None
 
 

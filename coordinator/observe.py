@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from coordinator.context import Caller, ServiceBase
 from coordinator.events import read_events
-from coordinator.leasing import _NO_FILE_CONFLICT, _ready_condition
+from coordinator.leasing import NO_FILE_CONFLICT, ready_condition
 from coordinator.queries import get_epic, get_task, task_tests
 from coordinator.records import Agent, Epic, Event, Project, Record, Task, TaskStatus, TaskTest
 from coordinator.storage.base import Tx
@@ -173,9 +173,9 @@ def _percent(done: int, total: int, cancelled: int) -> float:
 
 def ready_tasks_sql(backend: str, *, avoid_file_conflicts: bool, select: str, order: bool) -> str:
     """Ready tasks of project $1 at time $2 for persona $3 ('' = any), as the claim sees them."""
-    conflicts = _NO_FILE_CONFLICT if avoid_file_conflicts else ""
+    conflicts = NO_FILE_CONFLICT if avoid_file_conflicts else ""
     tail = " ORDER BY t.priority, t.remaining_path DESC, t.id LIMIT 1" if order else ""
-    return f"SELECT {select} FROM tasks t WHERE {_ready_condition(_ANY_OR_PERSONA)}{conflicts}{tail}"
+    return f"SELECT {select} FROM tasks t WHERE {ready_condition(_ANY_OR_PERSONA)}{conflicts}{tail}"
 
 
 class ObserverService(ServiceBase):
@@ -367,34 +367,24 @@ class ObserverService(ServiceBase):
             return None
         return Agent.model_validate(row)
 
-    async def task_refs(
-        self,
-        caller: Caller,
-        *,
-        project: int | str | None = None,
-        keys: Sequence[str] = (),
-        ids: Sequence[int] = (),
-    ) -> tuple[int, dict[str, int], set[int]]:
-        """The project's id, which of `keys` are local keys of its tasks (key -> id), and which `ids` exist in it."""
+    async def dependency_ids(self, caller: Caller, task_ids: Sequence[int]) -> dict[int, list[int]]:
+        """For each of these tasks (of the caller's project), the ids of the tasks it depends on."""
+        if not task_ids:
+            return {}
         async with self.store.transaction(write=False) as tx:
-            target = await self.resolve_project(tx, caller, project)
-            found_keys: dict[str, int] = {}
-            found_ids: set[int] = set()
-            if keys:
-                marks = ", ".join(f"${i}" for i in range(2, len(keys) + 2))
-                for row in await tx.fetch(
-                    f"SELECT id, local_key FROM tasks WHERE project_id = $1 AND local_key IN ({marks})",
-                    target.id,
-                    *keys,
-                ):
-                    found_keys[row["local_key"]] = int(row["id"])
-            if ids:
-                marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
-                rows = await tx.fetch(
-                    f"SELECT id FROM tasks WHERE project_id = $1 AND id IN ({marks})", target.id, *ids
-                )
-                found_ids = {int(r["id"]) for r in rows}
-        return target.id, found_keys, found_ids
+            project = await self.resolve_project(tx, caller, None) if caller.agent else None
+            marks = ", ".join(f"${i}" for i in range(2, len(task_ids) + 2))
+            rows = await tx.fetch(
+                f"SELECT d.task_id, d.depends_on_task_id FROM task_dependencies d JOIN tasks t ON t.id = d.task_id "
+                f"WHERE ($1 = 0 OR t.project_id = $1) AND d.task_id IN ({marks}) "
+                "ORDER BY d.task_id, d.depends_on_task_id",
+                project.id if project else 0,
+                *task_ids,
+            )
+        found: dict[int, list[int]] = {}
+        for row in rows:
+            found.setdefault(int(row["task_id"]), []).append(int(row["depends_on_task_id"]))
+        return found
 
     async def get_events(
         self,

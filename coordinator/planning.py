@@ -7,7 +7,7 @@ claim order key `remaining_path` is kept current for every task of the project.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from pydantic import BaseModel, Field
@@ -37,7 +37,10 @@ class NewTask(BaseModel):
     predicted_files: list[str] = Field(default_factory=list)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     local_key: str | None = None
-    depends_on: list[int] = Field(default_factory=list)
+    depends_on: list[int | str] = Field(
+        default_factory=list,
+        description="task ids, or local keys of tasks of the same call or of the project",
+    )
     dependency_type: DependencyKind = "hard"
 
 
@@ -123,6 +126,7 @@ class PlanWriter:
     ) -> None:
         self.tx, self.project_id, self.graph, self.now = tx, project_id, graph, now
         self.actor, self.max_attempts = actor, max_attempts
+        self.keys: dict[str, int] = {}
 
     @classmethod
     async def open(cls, tx: Tx, project_id: int, now: float, actor: str, max_attempts: int) -> PlanWriter:
@@ -208,10 +212,35 @@ class PlanWriter:
                 "INSERT INTO task_files (task_id, path) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 [(task.id, path) for path in dict.fromkeys(spec.predicted_files)],
             )
-        for before in spec.depends_on:
+        if task.local_key is not None:
+            self.keys[task.local_key] = task.id
+        depends_on = [
+            await self.resolve(ref, f"{field}.depends_on[{i}]") for i, ref in enumerate(spec.depends_on)
+        ]
+        for before in depends_on:
             await self.link(before, task.id, spec.dependency_type, f"{field}.depends_on")
-        self.note_event("task_created", task.id, title=task.title, depends_on=spec.depends_on)
+        self.note_event("task_created", task.id, title=task.title, depends_on=depends_on)
         return task
+
+    async def resolve(self, ref: int | str, field: str) -> int:
+        """The task id a dependency names: an id, or the local key of a task of this call or project."""
+        if isinstance(ref, int):
+            return ref
+        if ref not in self.keys:
+            found = await self.tx.fetchval(
+                "SELECT id FROM tasks WHERE project_id = $1 AND local_key = $2", self.project_id, ref
+            )
+            if found is not None:
+                self.keys[ref] = int(found)
+            elif ref.isdigit():
+                return int(ref)
+            else:
+                raise InvalidInput(
+                    field,
+                    f"{ref!r} is neither a task id nor the key of a task of this call or project",
+                    fix="name an existing task by id or key (list_tasks shows both)",
+                )
+        return self.keys[ref]
 
     async def link(self, before: int, after: int, kind: DependencyKind, field: str = "depends_on") -> None:
         """Task `after` depends on task `before`; refused (naming it) if unknown or closing a cycle."""
@@ -252,6 +281,39 @@ class PlanWriter:
         await store_remaining_paths(self.tx, self.project_id, self.graph)
 
 
+def in_call_order(tasks: Sequence[NewTask], field: Callable[[int], str]) -> list[int]:
+    """Positions of `tasks` such that a task comes after the tasks of the call whose keys it names."""
+    keys: dict[str, int] = {}
+    for i, spec in enumerate(tasks):
+        if spec.local_key is not None:
+            if spec.local_key in keys:
+                raise InvalidInput(
+                    f"{field(i)}.local_key",
+                    f"{spec.local_key!r} is also the key of {field(keys[spec.local_key])}",
+                    fix="give each task of the call its own key",
+                )
+            keys[spec.local_key] = i
+    needs = {
+        i: {keys[r] for r in spec.depends_on if isinstance(r, str) and r in keys}
+        for i, spec in enumerate(tasks)
+    }
+    order: list[int] = []
+    placed: set[int] = set()
+    while len(order) < len(tasks):
+        ready = [i for i in range(len(tasks)) if i not in placed and needs[i] <= placed]
+        if not ready:
+            stuck = [i for i in range(len(tasks)) if i not in placed]
+            names = ", ".join(f"{field(i)} ({tasks[i].local_key!r})" for i in stuck)
+            raise InvalidInput(
+                f"{field(stuck[0])}.depends_on",
+                f"these tasks depend on each other in a cycle: {names}",
+                fix="remove one of the dependencies between them",
+            )
+        order += ready
+        placed.update(ready)
+    return order
+
+
 async def check_persona(tx: Tx, persona: str | None, field: str) -> None:
     if persona is not None and await tx.fetchval("SELECT 1 FROM personas WHERE name = $1", persona) is None:
         names = [r["name"] for r in await tx.fetch("SELECT name FROM personas ORDER BY name")]
@@ -270,7 +332,9 @@ class PlanningService(ServiceBase):
         require_role(caller, _PLANNERS, action)
         async with self.store.transaction() as tx:
             target = await self.resolve_project(tx, caller, project)
-            writer = await PlanWriter.open(tx, target.id, self.now(), caller.name, self.config.leases.max_attempts)
+            writer = await PlanWriter.open(
+                tx, target.id, self.now(), caller.name, self.config.leases.max_attempts
+            )
             yield writer
             await writer.finish()
         self.wakeup.notify()
@@ -317,19 +381,20 @@ class PlanningService(ServiceBase):
         self, caller: Caller, tasks: Sequence[NewTask], *, project: int | str | None = None
     ) -> list[Task]:
         """Create tasks (and their dependencies) in one transaction: all of them or none."""
+
+        def field(index: int) -> str:
+            return f"tasks[{index}]"
+
         async with self._writing(caller, project, "create tasks") as writer:
-            created = [
-                await writer.add_task(spec, f"tasks[{index}]" if len(tasks) > 1 else "task")
-                for index, spec in enumerate(tasks)
-            ]
+            created = {i: await writer.add_task(tasks[i], field(i)) for i in in_call_order(tasks, field)}
             await writer.finish()
             rows = await writer.tx.fetch(
                 "SELECT * FROM tasks WHERE project_id = $1 AND id >= $2 ORDER BY id",
                 writer.project_id,
-                min((t.id for t in created), default=0),
+                min((t.id for t in created.values()), default=0),
             )
-        wanted = {t.id for t in created}
-        return [Task.model_validate(r) for r in rows if r["id"] in wanted]
+        by_id = {int(r["id"]): Task.model_validate(r) for r in rows}
+        return [by_id[created[i].id] for i in range(len(tasks))]
 
     async def add_dependency(
         self, caller: Caller, *, task_id: int, depends_on: int, kind: DependencyKind = "hard"

@@ -13,6 +13,7 @@ from coordinator.context import Wakeup
 from coordinator.costs import CostService
 from coordinator.errors import YokeflowError
 from coordinator.events import NOTIFY_CHANNEL
+from coordinator.observe import ObserverService
 from coordinator.planning import PlanningService
 from coordinator.plans import PlanService
 from coordinator.storage import Store, StoreOptions, open_store
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Coordinator:
-    """Planning, plans, work (leases and task states) and agents over one store."""
+    """Planning, plans, work (leases and task states), agents, costs and observation over one store."""
 
     def __init__(self, store: Store, config: Config | None = None) -> None:
         self.store = store
@@ -34,6 +35,7 @@ class Coordinator:
         self.agents = AgentService(store, self.config, self.wakeup)
         self.plans = PlanService(store, self.config, self.wakeup)
         self.costs = CostService(store, self.config, self.wakeup)
+        self.observe = ObserverService(store, self.config, self.wakeup)
 
     @classmethod
     async def open(

@@ -142,9 +142,17 @@ class WorkService(ServiceBase):
     # ------------------------------------------------------------------------------------- claim
 
     async def claim(
-        self, caller: Caller, *, wait_seconds: float = 0.0, ttl_seconds: float | None = None
+        self,
+        caller: Caller,
+        *,
+        wait_seconds: float = 0.0,
+        ttl_seconds: float | None = None,
+        task_id: int | None = None,
     ) -> Claimed | NoWork:
-        """Lease the best ready task to the calling agent, waiting up to `wait_seconds` for one."""
+        """Lease the best ready task (or exactly `task_id`, if it is ready) to the calling agent.
+
+        Waits up to `wait_seconds` for one to become ready.
+        """
         require_role(caller, ("worker",), "claim tasks")
         if not math.isfinite(wait_seconds) or not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
             raise InvalidInput(
@@ -155,7 +163,7 @@ class WorkService(ServiceBase):
         ttl = self._ttl(ttl_seconds)
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
-            outcome = await self._claim_once(caller, ttl)
+            outcome = await self._claim_once(caller, ttl, task_id)
             remaining = deadline - asyncio.get_running_loop().time()
             if (
                 isinstance(outcome, Claimed)
@@ -165,19 +173,19 @@ class WorkService(ServiceBase):
                 return outcome
             await self.wakeup.wait(min(remaining, self.poll_seconds))
 
-    async def _claim_once(self, caller: Caller, ttl: float) -> Claimed | NoWork:
+    async def _claim_once(self, caller: Caller, ttl: float, task_id: int | None) -> Claimed | NoWork:
         agent = caller.agent
         assert agent is not None
         async with self.store.transaction() as tx:
             now = self.now()
-            outcome = await self._claim_in(tx, caller, agent, ttl, now)
+            outcome = await self._claim_in(tx, caller, agent, ttl, now, task_id)
             # Rows are locked in one order everywhere (tasks, epics, then agents), so claims,
             # completions and the sweep cannot deadlock on PostgreSQL.
             await self._touch_agent(tx, agent.id, now)
         return outcome
 
     async def _claim_in(
-        self, tx: Tx, caller: Caller, agent: Agent, ttl: float, now: float
+        self, tx: Tx, caller: Caller, agent: Agent, ttl: float, now: float, task_id: int | None
     ) -> Claimed | NoWork:
         project_id = agent.project_id
         queue = tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts
@@ -203,6 +211,7 @@ class WorkService(ServiceBase):
             now=now,
             ttl=ttl,
             avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
+            task_id=task_id,
         )
         if task is None:
             await self._expire_leases(tx, now, project_id)

@@ -77,7 +77,7 @@ def task_title(title: str | None, description: str, field: str) -> str:
     return first if len(first) <= _TITLE_FROM_DESCRIPTION else first[: _TITLE_FROM_DESCRIPTION - 1] + "…"
 
 
-def new_task(item: TaskInput, *, epic_id: int | None, depends_on: list[int], field: str) -> NewTask:
+def new_task(item: TaskInput, *, epic_id: int | None, depends_on: list[int | str], field: str) -> NewTask:
     return NewTask(
         title=task_title(item.title, item.description, f"{field}.title"),
         description=item.description,
@@ -173,14 +173,14 @@ async def create_task(
         max_attempts=max_attempts,
         dependency_type=dependency_type,
     )
-    spec = new_task(item, epic_id=epic_id, depends_on=depends_on, field="task")
+    spec = new_task(item, epic_id=epic_id, depends_on=list(depends_on), field="task")
     try:
         (task,) = await rt.coord.planning.create_tasks(caller, [spec], project=project)
     except YokeflowError as exc:
-        if not exc.message.startswith("task."):
+        if not exc.message.startswith("tasks[0]."):
             raise
-        # The service names the fields of its one task "task.persona"; this tool's argument is "persona".
-        raise _in_argument_terms(exc, exc.message.removeprefix("task.")) from exc
+        # The service names the fields of its tasks "tasks[0].persona"; this tool's argument is "persona".
+        raise _in_argument_terms(exc, exc.message.removeprefix("tasks[0].")) from exc
     return task
 
 
@@ -265,155 +265,19 @@ async def _dependencies(rt: Runtime, caller: Caller, task_id: int) -> Dependency
 async def create_tasks_keyed(
     rt: Runtime, caller: Caller, items: Sequence[TaskInput], *, epic_id: int, project: int | str | None
 ) -> list[tuple[Task, list[int]]]:
-    """Create `items` (with their dependencies by id or key) and return each with its dependency ids.
-
-    Everything that can be checked is checked before anything is written. Tasks that depend
-    only on existing tasks are created in one transaction. Tasks depending on other tasks of
-    the same call are created level by level (each task together with all of its edges, so no
-    task is ever claimable before its dependencies are in place).
-    """
-    keys = _check_keys(items)
-    levels = _levels(items, keys)
-    wanted_keys = {r for item in items for r in item.depends_on if isinstance(r, str) and r not in keys}
-    wanted_ids = {r for item in items for r in item.depends_on if isinstance(r, int)}
-    wanted_ids |= {int(k) for k in wanted_keys if k.isdigit()}
-    _, known_keys, known_ids = await rt.observe.task_refs(
-        caller, project=project, keys=sorted(set(keys) | wanted_keys), ids=sorted(wanted_ids)
-    )
-    for key, index in keys.items():
-        if key in known_keys:
-            raise InvalidInput(
-                f"tasks[{index}].key",
-                f"{key!r} is already the key of task {known_keys[key]}",
-                fix="choose another key (or depend on that task by this key instead)",
-            )
-    ids: dict[str, int] = dict.fromkeys(keys, 0)  # placeholders until created
-    created: dict[int, Task] = {}
-
-    def depends_on(i: int) -> list[int]:
-        return [
-            _resolve(ref, i, j, keys, ids, known_keys, known_ids) for j, ref in enumerate(items[i].depends_on)
-        ]
-
-    for i in range(len(items)):  # every title and reference checked before anything is written
-        new_task(items[i], epic_id=epic_id, depends_on=depends_on(i), field=f"tasks[{i}]")
-    if len(levels) > 1:
-        await _check_personas(rt, items)
-    for level in levels:
-        specs = [
-            new_task(items[i], epic_id=epic_id, depends_on=depends_on(i), field=f"tasks[{i}]") for i in level
-        ]
-        try:
-            made = await rt.coord.planning.create_tasks(caller, specs, project=project)
-        except YokeflowError as exc:
-            if len(levels) > 1:
-                raise _partial_failure(exc, level, created) from exc
-            if "local_key:" not in exc.message:
-                raise
-            raise _in_argument_terms(exc, exc.message) from exc
-        for i, task in zip(level, made, strict=True):
-            created[i] = task
-            if task.local_key is not None:
-                ids[task.local_key] = task.id
-    return [(created[i], depends_on(i)) for i in range(len(items))]
-
-
-async def _check_personas(rt: Runtime, items: Sequence[TaskInput]) -> None:
-    names = {p.name for p in await rt.coord.agents.personas()}
-    for index, item in enumerate(items):
-        if item.persona is not None and item.persona not in names:
-            raise InvalidInput(
-                f"tasks[{index}].persona",
-                f"persona {item.persona!r} does not exist",
-                fix=f"use one of: {', '.join(sorted(names))}",
-            )
-
-
-def _check_keys(items: Sequence[TaskInput]) -> dict[str, int]:
-    keys: dict[str, int] = {}
-    for index, item in enumerate(items):
-        if item.key is None:
-            continue
-        if item.key in keys:
-            raise InvalidInput(
-                f"tasks[{index}].key",
-                f"{item.key!r} is also the key of tasks[{keys[item.key]}]",
-                fix="give each task of the call its own key",
-            )
-        keys[item.key] = index
-    return keys
-
-
-def _levels(items: Sequence[TaskInput], keys: dict[str, int]) -> list[list[int]]:
-    """Indices grouped so that each task's in-call dependencies lie in earlier groups."""
-    needs = {
-        i: {keys[ref] for ref in item.depends_on if isinstance(ref, str) and ref in keys}
+    """Create `items` in one transaction (dependencies by id or key) and return each with its dependency ids."""
+    specs = [
+        new_task(item, epic_id=epic_id, depends_on=list(item.depends_on), field=f"tasks[{i}]")
         for i, item in enumerate(items)
-    }
-    for i, before in needs.items():
-        if i in before:
-            raise InvalidInput(
-                f"tasks[{i}].depends_on", f"the task depends on its own key {items[i].key!r}", fix="remove it"
-            )
-    levels: list[list[int]] = []
-    placed: set[int] = set()
-    while len(placed) < len(items):
-        level = [i for i in range(len(items)) if i not in placed and needs[i] <= placed]
-        if not level:
-            stuck = [i for i in range(len(items)) if i not in placed]
-            names = ", ".join(f"tasks[{i}] ({items[i].key!r})" for i in stuck)
-            raise InvalidInput(
-                f"tasks[{stuck[0]}].depends_on",
-                f"these tasks depend on each other in a cycle: {names}",
-                fix="remove one of the dependencies between them",
-            )
-        levels.append(level)
-        placed.update(level)
-    return levels
-
-
-def _resolve(
-    ref: int | str,
-    index: int,
-    position: int,
-    keys: dict[str, int],
-    ids: dict[str, int],
-    known_keys: dict[str, int],
-    known_ids: set[int],
-) -> int:
-    """The task id a depends_on entry names: an id, a key of this call, or a key of the project."""
-    if isinstance(ref, str) and ref in keys:
-        return ids[ref]
-    if isinstance(ref, str) and ref in known_keys:
-        return known_keys[ref]
-    task_id = int(ref) if isinstance(ref, int) or ref.isdigit() else None
-    if task_id is not None and task_id in known_ids:
-        return task_id
-    what = (
-        f"task {ref}" if task_id is not None else f"{ref!r} is neither a key of this call nor a task key that"
-    )
-    raise InvalidInput(
-        f"tasks[{index}].depends_on[{position}]",
-        f"{what} does not exist in this project" if task_id is not None else f"{what} exists in this project",
-        fix="name an existing task id, or the key of a task in this call or of the project (list_tasks)",
-    )
-
-
-def _partial_failure(exc: YokeflowError, level: list[int], created: dict[int, Task]) -> YokeflowError:
-    """The error of a later level, with its task numbers as the caller gave them and what exists already."""
-
-    def renumber(text: str) -> str:
-        text = re.sub(r"\btasks\[(\d+)\]", lambda m: f"tasks[{level[int(m.group(1))]}]", text)
-        return re.sub(r"^task(?=[.:])", f"tasks[{level[0]}]", text) if len(level) == 1 else text
-
-    if not created:
-        return _in_argument_terms(exc, renumber(exc.message))
-    made = ", ".join(f"tasks[{i}] as task {t.id}" for i, t in sorted(created.items()))
-    return YokeflowError(
-        _in_argument_terms(exc, renumber(exc.message)).message + f" (created already: {made})",
-        fix=(exc.fix + "; then " if exc.fix else "")
-        + "create the remaining tasks, depending on the created ones by id, or cancel_task those",
-    )
+    ]
+    try:
+        created = await rt.coord.planning.create_tasks(caller, specs, project=project)
+    except YokeflowError as exc:
+        if "local_key:" not in exc.message:
+            raise
+        raise _in_argument_terms(exc, exc.message) from exc
+    depends_on = await rt.observe.dependency_ids(caller, [t.id for t in created])
+    return [(task, depends_on.get(task.id, [])) for task in created]
 
 
 def _in_argument_terms(exc: YokeflowError, message: str) -> YokeflowError:

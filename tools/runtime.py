@@ -31,11 +31,10 @@ class Runtime:
 
     coord: Coordinator
     identity: Identity = field(default_factory=Identity)
-    observe: ObserverService = field(init=False)
 
-    def __post_init__(self) -> None:
-        # TODO: use coord.observe once Coordinator holds an ObserverService.
-        self.observe = ObserverService(self.coord.store, self.coord.config, self.coord.wakeup)
+    @property
+    def observe(self) -> ObserverService:
+        return self.coord.observe
 
 
 ToolContext = Context[Runtime, Any]

@@ -20,7 +20,7 @@ from coordinator.context import Caller, agent_caller
 from coordinator.errors import PermissionDenied, StateConflict
 from coordinator.observe import OPEN_STATUSES, EpicDetail, ProjectStatus, TaskDetail
 from coordinator.records import Project, Task, TaskStatus
-from coordinator.work import MAX_WAIT_SECONDS, Claimed, NoWork
+from coordinator.work import MAX_WAIT_SECONDS, Claimed
 from tools.arguments import Id, Limit, Name, ProjectRef
 from tools.auth import session
 from tools.observer import TOOLS as OBSERVER
@@ -261,31 +261,13 @@ async def lease_task(rt: Runtime, worker: Caller, detail: TaskDetail) -> Claimed
             f"task {task.id} waits {task.available_at - rt.coord.work.now():.0f} more seconds before its retry",
             fix="start it later, or start the task get_next_task names",
         )
-    agent = worker.agent
-    persona = agent.persona if agent else None
-    upcoming = await rt.observe.next_ready_task(worker, persona=persona)
-    if upcoming is None or upcoming.id != task.id:
-        raise StateConflict(
-            f"task {task.id} is not the next ready task"
-            + (f": task {upcoming.id} comes first by priority and critical path" if upcoming else ""),
-            fix=f"start task {upcoming.id} instead, or use claim_next_task"
-            if upcoming
-            else "another task shares its files and is being worked on; wait, or use claim_next_task",
-        )
-    outcome = await rt.coord.work.claim(worker, ttl_seconds=COMPAT_TTL_SECONDS)
-    if isinstance(outcome, Claimed) and outcome.task.id == task.id:
-        return outcome
+    outcome = await rt.coord.work.claim(worker, ttl_seconds=COMPAT_TTL_SECONDS, task_id=task.id)
     if isinstance(outcome, Claimed):
-        await rt.coord.work.release(
-            worker,
-            task_id=outcome.task.id,
-            lease_id=outcome.lease.lease_id,
-            note="start_task wanted another task",
-        )
+        return outcome
     raise StateConflict(
-        f"task {task.id} was taken by another agent a moment ago"
-        + (f" ({outcome.message})" if isinstance(outcome, NoWork) else ""),
-        fix="call get_next_task again",
+        f"task {task.id} cannot be started now: it was taken by another agent a moment ago, or it shares "
+        f"predicted files with a task being worked on ({outcome.message})",
+        fix="call get_next_task for a task that is ready",
     )
 
 
