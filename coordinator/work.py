@@ -39,6 +39,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 MAX_WAIT_SECONDS = 300.0
 _CLAIM_QUEUE_LOCK = 0x59F1
+_AGENT_TOUCH_SECONDS = 15.0
 _PROJECT_FOR_CLAIM = {
     False: "SELECT status FROM projects WHERE id = $1",
     True: "SELECT status, EXISTS (SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id "
@@ -181,7 +182,7 @@ class WorkService(ServiceBase):
             outcome = await self._claim_in(tx, caller, agent, ttl, now, task_id)
             # Rows are locked in one order everywhere (tasks, epics, then agents), so claims,
             # completions and the sweep cannot deadlock on PostgreSQL.
-            await self._touch_agent(tx, agent.id, now)
+            await self._touch_agent(tx, agent, now)
         return outcome
 
     async def _claim_in(
@@ -351,10 +352,14 @@ class WorkService(ServiceBase):
             "conflicting tasks; a planner must reopen or cancel them.",
         )
 
-    async def _touch_agent(self, tx: Tx, agent_id: int, now: float) -> None:
-        await tx.execute(
-            "UPDATE agents SET last_heartbeat_at = $2, status = 'active' WHERE id = $1", agent_id, now
-        )
+    async def _touch_agent(self, tx: Tx, agent: Agent, now: float) -> None:
+        """Record that the agent is alive, at most every few seconds (its record says when it last was)."""
+        window = min(_AGENT_TOUCH_SECONDS, self.config.leases.agent_ttl_seconds / 4)
+        fresh = agent.status == "active" and now - agent.last_heartbeat_at < window
+        if not fresh:
+            await tx.execute(
+                "UPDATE agents SET last_heartbeat_at = $2, status = 'active' WHERE id = $1", agent.id, now
+            )
 
     # --------------------------------------------------------------------- leased operations
 
@@ -389,7 +394,7 @@ class WorkService(ServiceBase):
             if row is None:
                 await _refuse_lease(tx, task_id, lease_id, agent)
             ttl = float(row["lease_ttl"])
-            await self._touch_agent(tx, agent.id, now)
+            await self._touch_agent(tx, agent, now)
             append_event(
                 tx,
                 now=now,
