@@ -13,6 +13,8 @@ from coordinator.events import append_event
 from coordinator.queries import get_task
 from coordinator.storage.base import Tx
 
+_LEDGER_LOCK = 0x59F2
+
 
 class CostEntry(BaseModel):
     id: int
@@ -97,6 +99,10 @@ class CostService(ServiceBase):
             if task_id is not None:
                 await get_task(tx, task_id, project_id=target.id)
             agent_id = caller.agent.id if caller.agent else None
+            if (
+                tx.backend == "postgresql"
+            ):  # records of one project take turns, so each threshold is crossed once
+                await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _LEDGER_LOCK, target.id)
             spent_before = await spent_usd(tx, target.id)
             row = await tx.fetchrow(
                 "INSERT INTO agent_costs (project_id, task_id, agent_id, model, operation, input_tokens, output_tokens, "

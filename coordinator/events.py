@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from coordinator.records import Event
@@ -64,22 +66,30 @@ def append_event(
     tx.before_commit(write)
 
 
-async def read_events(
-    store: Store, *, project_id: int | None, after_id: int = 0, limit: int = 100, task_id: int | None = None
-) -> list[Event]:
-    """Events after the cursor `after_id`, oldest first: the audit log and the live feed.
+@asynccontextmanager
+async def _positioned(store: Store) -> AsyncIterator[tuple[Tx, str]]:
+    """A transaction in which every committed event has its position, and that position's column.
 
-    An event's `id` is its position in the log. SQLite writes one transaction at a time, so
-    row ids already follow commit order. PostgreSQL draws ids before commit, so a late commit
-    could land behind a cursor; there each read first gives the newly committed events their
-    positions, under a lock, and pages by those.
+    SQLite writes one transaction at a time, so row ids already follow commit order. PostgreSQL
+    draws ids before commit, so a late commit could land behind a reader's cursor; there the
+    newly committed events first get their positions (`seq`), in one batch under a lock.
     """
     postgres = store.backend == "postgresql"
     async with store.transaction(write=postgres) as tx:
         if postgres:
             await tx.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_ORDER_LOCK)
             await tx.execute(_SEQUENCE)
-        position = "seq" if postgres else "id"
+        yield tx, "seq" if postgres else "id"
+
+
+async def read_events(
+    store: Store, *, project_id: int | None, after_id: int = 0, limit: int = 100, task_id: int | None = None
+) -> list[Event]:
+    """Events after the cursor `after_id`, oldest first: the audit log and the live feed.
+
+    An event's `id` is its position in the log, which follows commit order on both backends.
+    """
+    async with _positioned(store) as (tx, position):
         clauses: list[str] = [f"{position} > $1"]
         args: list[object] = [after_id]
         if project_id is not None:
@@ -95,3 +105,24 @@ async def read_events(
             *args,
         )
     return [Event.model_validate(row) for row in rows]
+
+
+async def latest_events(store: Store, *, task_id: int, limit: int) -> list[Event]:
+    """The task's last `limit` events, oldest first."""
+    async with _positioned(store) as (tx, position):
+        rows = await tx.fetch(
+            f"SELECT {position} AS id, {_COLUMNS} FROM events WHERE task_id = $1 ORDER BY {position} DESC LIMIT $2",
+            task_id,
+            limit,
+        )
+    return [Event.model_validate(row) for row in reversed(rows)]
+
+
+async def last_position(store: Store, *, project_id: int) -> int:
+    """The position of the project's latest event (0 when there is none): where a live reader starts."""
+    async with _positioned(store) as (tx, position):
+        return int(
+            await tx.fetchval(
+                f"SELECT COALESCE(MAX({position}), 0) FROM events WHERE project_id = $1", project_id
+            )
+        )

@@ -63,7 +63,9 @@ WHERE id = (
     WHERE {ready_condition(_SUITS_PERSONA)}{conflicts}
     ORDER BY t.priority, t.remaining_path DESC, t.id
     LIMIT 1{lock})
-RETURNING *"""
+RETURNING *,
+    EXISTS (SELECT 1 FROM task_dependencies WHERE task_id = tasks.id) AS has_dependencies,
+    EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests"""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,15 @@ class BackoffPolicy:
         raw = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, raw * (1 + spread))
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """A freshly leased task, and whether it has dependencies and tests to hand on as context."""
+
+    task: Task
+    has_dependencies: bool
+    has_tests: bool
 
 
 def new_lease_prefix() -> str:
@@ -93,7 +104,7 @@ async def claim_one(
     ttl: float,
     avoid_file_conflicts: bool,
     task_id: int | None = None,
-) -> Task | None:
+) -> ClaimedRow | None:
     row = await tx.fetchrow(
         claim_sql(tx.backend, avoid_file_conflicts=avoid_file_conflicts, one_task=task_id is not None),
         project_id,
@@ -105,7 +116,9 @@ async def claim_one(
         ttl,
         *([] if task_id is None else [task_id]),
     )
-    return None if row is None else Task.model_validate(row)
+    if row is None:
+        return None
+    return ClaimedRow(Task.model_validate(row), bool(row["has_dependencies"]), bool(row["has_tests"]))
 
 
 async def has_ready_task_for_other_personas(tx: Tx, *, project_id: int, persona: str, now: float) -> bool:

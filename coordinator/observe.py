@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from coordinator.context import Caller, ServiceBase
-from coordinator.events import read_events
+from coordinator.events import last_position, latest_events, read_events
 from coordinator.leasing import NO_FILE_CONFLICT, ready_condition
 from coordinator.queries import get_epic, get_task, task_tests
 from coordinator.records import Agent, Epic, Event, Project, Record, Task, TaskStatus, TaskTest
@@ -207,9 +207,6 @@ class ObserverService(ServiceBase):
             assert tests is not None
             epics = await self._epic_progress(tx, target.id)
             agents = await self._agents(tx, target.id, now, status="active")
-            last_event = await tx.fetchval(
-                "SELECT COALESCE(MAX(id), 0) FROM events WHERE project_id = $1", target.id
-            )
         total = sum(counts.values())
         total_tests, passing, failing = int(tests["total"]), int(tests["passing"]), int(tests["failing"])
         return ProjectStatus(
@@ -224,7 +221,7 @@ class ObserverService(ServiceBase):
             ),
             epics=epics,
             active_agents=agents,
-            last_event_id=int(last_event),
+            last_event_id=await last_position(self.store, project_id=target.id),
         )
 
     async def list_tasks(
@@ -277,9 +274,6 @@ class ObserverService(ServiceBase):
             epic = await get_epic(tx, task.epic_id) if task.epic_id is not None else None
             dependencies = await self._neighbours(tx, task_id, upstream=True)
             dependents = await self._neighbours(tx, task_id, upstream=False)
-            rows = await tx.fetch(
-                "SELECT * FROM events WHERE task_id = $1 ORDER BY id DESC LIMIT $2", task_id, events
-            )
             tests = await task_tests(tx, task_id)
         return TaskDetail(
             task=task,
@@ -290,7 +284,7 @@ class ObserverService(ServiceBase):
                 d.task_id for d in dependencies if d.kind == "hard" and d.status not in (S.DONE, S.CANCELLED)
             ],
             tests=tests,
-            recent_events=[Event.model_validate(r) for r in reversed(rows)],
+            recent_events=await latest_events(self.store, task_id=task_id, limit=events) if events else [],
         )
 
     async def list_epics(

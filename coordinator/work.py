@@ -18,6 +18,7 @@ from coordinator.errors import InvalidInput, NotFound, StateConflict
 from coordinator.events import append_event
 from coordinator.leasing import (
     BackoffPolicy,
+    ClaimedRow,
     claim_one,
     has_ready_task_for_other_personas,
     leased_task,
@@ -97,7 +98,13 @@ class Claimed(BaseModel):
 
 
 NoWorkReason = Literal[
-    "all_done", "waiting", "blocked_by_failures", "other_personas", "budget_exhausted", "paused"
+    "all_done",
+    "waiting",
+    "blocked_by_failures",
+    "other_personas",
+    "budget_exhausted",
+    "paused",
+    "task_not_ready",
 ]
 
 
@@ -204,7 +211,7 @@ class WorkService(ServiceBase):
             # could each miss the other's new lease on a shared file; other projects keep fully
             # parallel SKIP LOCKED claims.
             await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _CLAIM_QUEUE_LOCK, project_id)
-        task = await claim_one(
+        claimed = await claim_one(
             tx,
             project_id=project_id,
             agent_id=agent.id,
@@ -214,9 +221,12 @@ class WorkService(ServiceBase):
             avoid_file_conflicts=self.config.parallel.avoid_file_conflicts,
             task_id=task_id,
         )
-        if task is None:
+        if claimed is None:
             await self._expire_leases(tx, now, project_id)
+            if task_id is not None:
+                return await self._why_not_ready(tx, task_id, agent, now)
             return await self._no_work(tx, project_id, agent.persona, now)
+        task = claimed.task
         before = S.IN_PROGRESS if task.expired_owner is not None else S.PENDING
         append_event(
             tx,
@@ -241,15 +251,20 @@ class WorkService(ServiceBase):
                 task.epic_id,
                 now,
             )
-        context = await self._claim_context(tx, task)
+        context = await self._claim_context(tx, claimed)
         return Claimed(task=task, lease=self._lease(task, ttl), context=context)
 
-    async def _claim_context(self, tx: Tx, task: Task) -> ClaimContext:
-        rows = await tx.fetch(
-            "SELECT p.id, p.title, d.kind, p.status, p.summary, p.result, p.files_changed, p.commit_sha "
-            "FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_task_id "
-            "WHERE d.task_id = $1 ORDER BY p.id",
-            task.id,
+    async def _claim_context(self, tx: Tx, claimed: ClaimedRow) -> ClaimContext:
+        task = claimed.task
+        rows = (
+            []
+            if not claimed.has_dependencies
+            else await tx.fetch(
+                "SELECT p.id, p.title, d.kind, p.status, p.summary, p.result, p.files_changed, p.commit_sha "
+                "FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_task_id "
+                "WHERE d.task_id = $1 ORDER BY p.id",
+                task.id,
+            )
         )
         dependencies = [
             DependencyContext(
@@ -266,10 +281,32 @@ class WorkService(ServiceBase):
         ]
         return ClaimContext(
             dependencies=dependencies,
-            tests=await task_tests(tx, task.id),
+            tests=await task_tests(tx, task.id) if claimed.has_tests else [],
             handoff_note=task.progress_note,
             previous_error=task.last_error,
         )
+
+    async def _why_not_ready(self, tx: Tx, task_id: int, agent: Agent, now: float) -> NoWork:
+        """Why one named task could not be leased (it is not in the project: NotFound)."""
+        task = await get_task(tx, task_id, project_id=agent.project_id)
+        blocked = await tx.fetch(
+            "SELECT p.id FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_task_id "
+            "WHERE d.task_id = $1 AND d.kind = 'hard' AND p.status NOT IN ('done', 'cancelled') ORDER BY p.id",
+            task_id,
+        )
+        if task.status == S.IN_PROGRESS and (task.lease_expires_at or 0) >= now:
+            why = f"task {task_id} is being worked on (attempt {task.attempts})"
+        elif task.status not in (S.PENDING, S.IN_PROGRESS):
+            why = f"task {task_id} is {task.status.value}"
+        elif blocked:
+            why = f"task {task_id} waits on unfinished dependencies {[r['id'] for r in blocked]}"
+        elif task.available_at > now:
+            why = f"task {task_id} waits {task.available_at - now:.0f} more seconds before its retry"
+        elif task.persona not in (None, agent.persona):
+            why = f"task {task_id} is for the {task.persona} persona, not {agent.persona}"
+        else:
+            why = f"task {task_id} shares predicted files with a task being worked on, or its epic waits on another"
+        return NoWork(reason="task_not_ready", message=why + ".", counts={}, retry_after_seconds=None)
 
     async def _budget_exhausted(self, tx: Tx, project_id: int) -> bool:
         limit = self.config.cost.budget_limit_usd
@@ -631,6 +668,8 @@ class WorkService(ServiceBase):
         expired = await tx.fetch(
             "UPDATE tasks SET expiry_noted = lease_token, "
             "status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE status END, "
+            "lease_token = CASE WHEN attempts >= max_attempts THEN NULL ELSE lease_token END, "
+            "lease_expires_at = CASE WHEN attempts >= max_attempts THEN NULL ELSE lease_expires_at END, "
             "last_error = CASE WHEN attempts >= max_attempts THEN 'lease expired on the last attempt' "
             "ELSE last_error END "
             "WHERE status = 'in_progress' AND lease_expires_at < $1 "
@@ -651,7 +690,7 @@ class WorkService(ServiceBase):
                 after=task.status,
                 payload={
                     "attempt": task.attempts,
-                    "lease_id": task.lease_token,
+                    "lease_id": task.expiry_noted,
                     "dead_lettered": task.status == S.FAILED,
                 },
             )

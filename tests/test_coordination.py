@@ -427,3 +427,17 @@ async def test_the_background_sweeper_notes_expiries_and_lost_agents(
     assert isinstance(await coord.work.claim(w), Claimed)
     async with coord.store.transaction(write=False) as tx:
         assert await tx.fetchval("SELECT status FROM agents WHERE id = $1", w.agent.id) == "active"  # type: ignore[union-attr]
+
+
+async def test_claiming_one_named_task_says_why_it_is_not_ready(coord: Coordinator) -> None:
+    a, b, _, d = await setup_chain(coord)
+    w1, w2 = await worker(coord, name="w1"), await worker(coord, name="w2")
+    waiting = await coord.work.claim(w1, task_id=b)
+    assert isinstance(waiting, NoWork) and waiting.reason == "task_not_ready"
+    assert f"waits on unfinished dependencies [{a}]" in waiting.message
+    took = await coord.work.claim(w1, task_id=d)  # not the first in claim order, but ready
+    assert isinstance(took, Claimed) and took.task.id == d
+    busy = await coord.work.claim(w2, task_id=d)
+    assert isinstance(busy, NoWork) and "being worked on" in busy.message
+    with pytest.raises(NotFound):
+        await coord.work.claim(w2, task_id=4242)

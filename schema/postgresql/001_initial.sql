@@ -230,7 +230,7 @@ CREATE TABLE agent_costs (
     model               TEXT NOT NULL,
     operation           TEXT NOT NULL DEFAULT 'task',
     input_tokens        BIGINT NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),
-    output_tokens       INTEGER NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
+    output_tokens       BIGINT NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
     cache_read_tokens   BIGINT NOT NULL DEFAULT 0 CHECK (cache_read_tokens >= 0),
     cache_write_tokens  BIGINT NOT NULL DEFAULT 0 CHECK (cache_write_tokens >= 0),
     cost_usd            DOUBLE PRECISION NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
