@@ -3,14 +3,19 @@
 The app opens the coordinator in its lifespan, builds one MCP server per path from the
 factories it was given (the tool surface lives in `tools/`, which this module does not import),
 and runs each server's session manager. Every session on every path shares that coordinator.
+While it runs, a background task sweeps (`Coordinator.sweep_forever`), so expired leases and
+lost agents appear in the event log without anyone asking.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +34,8 @@ from coordinator.service import Coordinator
 
 McpFactory = Callable[[Coordinator], MCPServer[Any]]
 """Builds the MCP server of one path over the open coordinator."""
+
+log = logging.getLogger(__name__)
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -108,8 +115,12 @@ def build_app(
     require_token: bool = False,
     json_response: bool = False,
     transport_security: TransportSecuritySettings | None = None,
+    sweep_interval_seconds: float | None = None,
 ) -> Starlette:
-    """The Starlette app: `mcp` maps each path (e.g. /mcp, /mcp/worker) to its server factory."""
+    """The Starlette app: `mcp` maps each path (e.g. /mcp, /mcp/worker) to its server factory.
+
+    `sweep_interval_seconds`: how often the background sweep runs (default: the heartbeat interval).
+    """
     state = _State()
 
     @asynccontextmanager
@@ -117,6 +128,9 @@ def build_app(
         coord = await open_coordinator()
         try:
             async with AsyncExitStack() as stack:
+                stack.push_async_callback(
+                    _stop, _start(coord.sweep_forever(sweep_interval_seconds), "sweeper")
+                )
                 for path, factory in mcp.items():
                     server = factory(coord)
                     # Builds this server's session manager; the app it returns is not used.
@@ -159,3 +173,21 @@ def build_app(
     routes = [Route("/api/health", health, methods=["GET"])]
     routes += [Route(path, endpoint=_McpEndpoint(state, path, require_token)) for path in mcp]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _start(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """Run `work` in the background; if it ever stops by itself, say so in the log."""
+    task = asyncio.create_task(work, name=f"yokeflow-{name}")
+
+    def stopped(done: asyncio.Task[None]) -> None:
+        if not done.cancelled():
+            log.error("the background %s stopped: %r", name, done.exception())
+
+    task.add_done_callback(stopped)
+    return task
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -17,8 +17,11 @@ from coordinator.config import Config
 from coordinator.errors import ConfigError, InvalidInput
 from coordinator.http_app import McpFactory, build_app, host_protection, is_loopback
 from coordinator.service import Coordinator
+from coordinator.storage.base import Clock
 from tools.runtime import Identity, Runtime
 from tools.server import HTTP_PATHS, PROFILES, Profile, build_server
+from tools.token_cache import DEFAULT_SECONDS as DEFAULT_TOKEN_CACHE_SECONDS
+from tools.token_cache import TokenCache
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -83,20 +86,30 @@ def build_http_app(
     host: str = DEFAULT_HOST,
     require_token: bool = False,
     allowed_hosts: Sequence[str] = (),
+    clock: Clock | None = None,
+    sweep_interval_seconds: float | None = None,
+    token_cache_seconds: float = DEFAULT_TOKEN_CACHE_SECONDS,
 ) -> Starlette:
-    """The HTTP app with every profile at its path (`/mcp` = all tools), over one coordinator."""
+    """The HTTP app with every profile at its path (`/mcp` = all tools), over one coordinator.
+
+    `clock` replaces the store's clock (tests move time by hand); `sweep_interval_seconds` sets how
+    often the background sweep runs (default: leases.heartbeat_interval_seconds);
+    `token_cache_seconds` how long a token's agent is remembered (0: read it on every call).
+    """
     config = config or Config()
     identity = Identity(allow_operator=not require_token)
+    tokens = TokenCache(token_cache_seconds) if token_cache_seconds > 0 else None
 
     def factory(profile: Profile) -> McpFactory:
-        return lambda coord: build_server(profile, Runtime(coord, identity))
+        return lambda coord: build_server(profile, Runtime(coord, identity, tokens))
 
     return build_app(
-        open_coordinator=partial(Coordinator.open, url, config),
+        open_coordinator=partial(Coordinator.open, url, config, clock=clock),
         mcp={path: factory(profile) for path, profile in HTTP_PATHS.items()},
         require_token=require_token,
         json_response=config.server.json_response,
         transport_security=host_protection(host, allowed_hosts),
+        sweep_interval_seconds=sweep_interval_seconds,
     )
 
 

@@ -73,8 +73,13 @@ def _from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.sampled_from(["shop", "k0", "k1", "implementer", "worker", "x-a1", "", "E"]) | st.text(
             max_size=12
         )
+    if kind == "array" and "prefixItems" in schema:  # a tuple, e.g. an update_execution_plan pair
+        return st.tuples(*(_from_schema(item) for item in schema["prefixItems"])).map(list)
     if kind == "array":
         return st.lists(_from_schema(schema.get("items", {})), max_size=3)
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):  # keyed by task id
+        keys = st.sampled_from(["1", "2", "3", "0", "k0"])
+        return st.dictionaries(keys, _from_schema(schema["additionalProperties"]), max_size=3)
     return json_values
 
 

@@ -11,18 +11,22 @@ from tests.test_mcp_support import connect, make_project, refused
 from tools.runtime import Runtime
 from tools.server import HTTP_PATHS, PROFILES, build_server, profile_tools
 
-PLANNER = {
+PLAN_READS = {"validate_dependencies", "get_dependency_graph", "get_parallel_batches", "get_critical_path"}
+PLANNER = PLAN_READS | {
     "create_project", "create_epic", "create_task", "expand_epic", "add_dependency", "remove_dependency",
-    "create_test", "reopen_task", "cancel_task",
+    "create_test", "reopen_task", "cancel_task", "build_execution_plan", "get_execution_plan",
+    "update_execution_plan",
 }  # fmt: skip
 WORKER = {
     "register_agent", "claim_task", "heartbeat", "complete_task", "fail_task", "release_task", "update_test_result",
+    "record_cost",
 }  # fmt: skip
-OBSERVER = {"project_status", "list_tasks", "get_task", "list_agents", "get_events", "ping"}
+OBSERVER = {"project_status", "list_tasks", "get_task", "list_agents", "get_events", "get_costs", "ping"}
 YOKEFLOW = {
     "task_status", "get_next_task", "claim_next_task", "list_epics", "get_epic", "list_tasks", "get_task",
     "list_tests", "create_epic", "create_task", "create_test", "update_task_status", "start_task",
-    "update_test_result", "expand_epic", "mark_project_complete", "get_session_history",
+    "update_test_result", "expand_epic", "mark_project_complete", "get_session_history", "get_dependency_graph",
+    "get_parallel_batches", "validate_dependencies",
 }  # fmt: skip
 EXPECTED = {
     "planner": PLANNER | {"project_status", "list_tasks", "get_task", "ping"},
@@ -31,15 +35,26 @@ EXPECTED = {
     "yokeflow": YOKEFLOW,
     "all": PLANNER | WORKER | OBSERVER | YOKEFLOW,
 }
-READ_ONLY = OBSERVER | {
-    "task_status",
-    "get_next_task",
-    "list_epics",
-    "get_epic",
-    "list_tests",
-    "get_session_history",
+READ_ONLY = (
+    OBSERVER
+    | PLAN_READS
+    | {
+        "get_execution_plan",
+        "task_status",
+        "get_next_task",
+        "list_epics",
+        "get_epic",
+        "list_tests",
+        "get_session_history",
+    }
+)
+DESTRUCTIVE = {
+    "remove_dependency",
+    "reopen_task",
+    "cancel_task",
+    "update_task_status",
+    "update_execution_plan",
 }
-DESTRUCTIVE = {"remove_dependency", "reopen_task", "cancel_task", "update_task_status"}
 
 
 async def _tools(coord: Coordinator, profile: str) -> dict[str, Tool]:
@@ -75,6 +90,9 @@ async def test_annotations_and_schemas(coord: Coordinator) -> None:
         for argument, schema in tool.input_schema.get("properties", {}).items():
             assert "description" in schema or "$ref" in schema, f"{name}.{argument} has no description"
     assert tools["claim_task"].annotations.idempotent_hint is False  # type: ignore[union-attr]
+    assert tools["record_cost"].annotations.idempotent_hint is False  # type: ignore[union-attr]
+    assert tools["build_execution_plan"].annotations.idempotent_hint is True  # type: ignore[union-attr]
+    assert tools["update_execution_plan"].annotations.idempotent_hint is True  # type: ignore[union-attr]
     assert tools["heartbeat"].annotations.idempotent_hint is True  # type: ignore[union-attr]
     assert tools["claim_task"].output_schema["title"] == "ClaimResult"  # type: ignore[index]
 

@@ -22,14 +22,22 @@ from coordinator.service import Coordinator
 from launcher.serve import build_http_app
 from tools.runtime import Identity, Runtime
 from tools.server import Profile, build_server
+from tools.token_cache import TokenCache
 
 
 @asynccontextmanager
 async def connect(
-    coord: Coordinator, profile: Profile = "all", *, token: str | None = None
+    coord: Coordinator,
+    profile: Profile = "all",
+    *,
+    token: str | None = None,
+    tokens: TokenCache | None = None,
 ) -> AsyncIterator[Client]:
-    """An in-process client of a fresh server over `coord` (acting with `token`, else as the operator)."""
-    async with Client(build_server(profile, Runtime(coord, Identity(token=token)))) as client:
+    """An in-process client of a fresh server over `coord` (acting with `token`, else as the operator).
+
+    `tokens`: the token cache the server uses (none by default).
+    """
+    async with Client(build_server(profile, Runtime(coord, Identity(token=token), tokens))) as client:
         yield client
 
 
@@ -71,10 +79,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_http_server(url: str, *, require_token: bool = False) -> Iterator[str]:
-    """A real uvicorn server (on its own thread and event loop) for the database at `url`; its base URL."""
+def running_http_server(url: str, *, require_token: bool = False, **options: Any) -> Iterator[str]:
+    """A real uvicorn server (on its own thread and event loop) for the database at `url`; its base URL.
+
+    `options` go to `build_http_app` (a clock, the sweep interval, the token cache).
+    """
     port = free_port()
-    app = build_http_app(url, require_token=require_token)
+    app = build_http_app(url, require_token=require_token, **options)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -87,6 +98,7 @@ def running_http_server(url: str, *, require_token: bool = False) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(10)
+    assert not thread.is_alive(), "the HTTP server did not shut down (a background task kept it up?)"
 
 
 @asynccontextmanager

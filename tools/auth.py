@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from coordinator.context import OPERATOR, Caller, agent_caller
 from coordinator.errors import PermissionDenied
+from coordinator.records import Agent
 from tools.runtime import Runtime, ToolContext, runtime_of
 
 TOKEN_FIX = (
@@ -36,7 +37,7 @@ async def resolve_caller(runtime: Runtime, headers: Mapping[str, str] | None) ->
     """
     token = bearer_token(headers) if headers is not None else runtime.identity.token
     if token is not None:
-        return agent_caller(await runtime.coord.agents.authenticate(token))
+        return agent_caller(await _agent_of(runtime, token))
     if runtime.identity.allow_operator:
         return OPERATOR
     raise PermissionDenied(
@@ -48,3 +49,14 @@ async def session(ctx: ToolContext) -> tuple[Runtime, Caller]:
     """The runtime and the authenticated caller of this tool call."""
     runtime = runtime_of(ctx)
     return runtime, await resolve_caller(runtime, ctx.headers)
+
+
+async def _agent_of(runtime: Runtime, token: str) -> Agent:
+    """The token's agent: from the runtime's token cache when it has one, else from the database."""
+    cache = runtime.tokens
+    agent = cache.get(token) if cache is not None else None
+    if agent is None:
+        agent = await runtime.coord.agents.authenticate(token)
+        if cache is not None:
+            cache.put(token, agent)
+    return agent

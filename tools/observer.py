@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from coordinator import __version__
+from coordinator.costs import CostSummary
 from coordinator.observe import EventPage, ProjectStatus, TaskDetail, TaskPage
 from coordinator.records import TaskStatus
 from tools.arguments import Id, Limit, Offset, ProjectRef
@@ -94,6 +95,13 @@ async def get_events(
     return await rt.observe.get_events(
         caller, project=project, after_id=after_id, limit=limit, task_id=task_id
     )
+
+
+@TOOLS.tool("Costs", read_only=True)
+async def get_costs(ctx: ToolContext, project: ProjectRef = None) -> CostSummary:
+    """What the project has spent: the total, the budget used, and lines by model, agent and task."""
+    rt, caller = await session(ctx)
+    return await rt.coord.costs.summary(caller, project=project)
 
 
 @TOOLS.tool("Ping", read_only=True)

@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context
 
 from coordinator.observe import ObserverService
 from coordinator.service import Coordinator
+from tools.token_cache import TokenCache
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,15 @@ class Identity:
 
 @dataclass
 class Runtime:
-    """The coordinator and identity rules one MCP server (or several, over HTTP) shares."""
+    """The coordinator and identity rules one MCP server (or several, over HTTP) shares.
+
+    `tokens`: a short-lived cache of token → agent (the HTTP server's), or None to read the
+    agent from the database on every call.
+    """
 
     coord: Coordinator
     identity: Identity = field(default_factory=Identity)
+    tokens: TokenCache | None = None
 
     @property
     def observe(self) -> ObserverService:

@@ -17,6 +17,7 @@ from coordinator.errors import YokeflowError
 from tools.errors import describe_error, describe_validation
 from tools.observer import TOOLS as OBSERVER
 from tools.planner import TOOLS as PLANNER
+from tools.plans import TOOLS as PLANS
 from tools.registry import ToolSpec
 from tools.runtime import Runtime
 from tools.worker import TOOLS as WORKER
@@ -35,10 +36,13 @@ HTTP_PATHS: dict[str, Profile] = {
 
 INSTRUCTIONS: dict[Profile, str] = {
     "planner": "Plan the project: create_epic, then expand_epic with local keys for dependencies inside "
-    "one call; add_dependency/remove_dependency to adjust; create_test for what must be verified.",
+    "one call; add_dependency/remove_dependency to adjust; create_test for what must be verified. "
+    "Check it with validate_dependencies, get_dependency_graph, get_parallel_batches, get_critical_path; "
+    "build_execution_plan, then update_execution_plan to pin batches, worktrees or a forced order.",
     "worker": "Work loop: claim_task(wait_seconds=…) → heartbeat while working → complete_task or fail_task. "
-    'If a call answers "lease lost", stop working on that task and claim again.',
-    "observer": "Read-only views: project_status, list_tasks, get_task, list_agents, get_events (a cursor).",
+    'If a call answers "lease lost", stop working on that task and claim again. record_cost after each piece of work.',
+    "observer": "Read-only views: project_status, list_tasks, get_task, list_agents, get_events (a cursor), "
+    "get_costs.",
     "yokeflow": "YokeFlow task manager tools: get_next_task respects dependencies; claim_next_task(worker_id) "
     "leases a task; update_task_status(task_id, done) completes or reopens it.",
     "all": "YokeFlow coordinator: planner, worker, observer and YokeFlow-compatible tools in one list.",
@@ -49,7 +53,7 @@ def profile_tools(profile: Profile) -> list[ToolSpec]:
     """The tools a profile exposes, in a stable order and without duplicates."""
     reads = OBSERVER.pick("project_status", "list_tasks", "get_task", "ping")
     chosen: dict[Profile, list[ToolSpec]] = {
-        "planner": [*PLANNER, *reads],
+        "planner": [*PLANNER, *PLANS, *reads],
         "worker": [*WORKER, *OBSERVER.pick("get_task", "ping")],
         "observer": list(OBSERVER),
         "yokeflow": [*YOKEFLOW, *YOKEFLOW_SHARED],

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from coordinator.costs import CostEntry
 from coordinator.observe import AgentView
 from coordinator.records import Task, TaskTest
 from coordinator.work import MAX_WAIT_SECONDS, Lease
@@ -18,6 +19,7 @@ from tools.runtime import ToolContext
 TOOLS = ToolSet()
 
 TaskIdArg = Annotated[Id, Field(description="Id of the task you hold the lease on.")]
+TokenCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 @TOOLS.tool("Register an agent")
@@ -159,3 +161,54 @@ async def update_test_result(
     """Record whether a test passes. A task with a failing test cannot be completed."""
     rt, caller = await session(ctx)
     return await rt.coord.planning.update_test_result(caller, test_id=test_id, passes=passes, notes=notes)
+
+
+@TOOLS.tool("Record a cost")
+async def record_cost(
+    ctx: ToolContext,
+    model: Annotated[
+        Name, Field(description="The model that did the work, e.g. claude-sonnet-4-5 or sonnet.")
+    ],
+    input_tokens: Annotated[
+        TokenCount, Field(description="Input tokens, not counting the prompt cache.")
+    ] = 0,
+    output_tokens: Annotated[TokenCount, Field(description="Output tokens.")] = 0,
+    cache_read_tokens: Annotated[
+        TokenCount, Field(description="Input tokens read from the prompt cache.")
+    ] = 0,
+    cache_write_tokens: Annotated[
+        TokenCount, Field(description="Input tokens written to the prompt cache.")
+    ] = 0,
+    cost_usd: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=1_000_000,
+            allow_inf_nan=False,
+            description="What it cost in US dollars; omit it to price the tokens with cost.pricing.",
+        ),
+    ] = None,
+    task_id: Annotated[Id | None, Field(description="The task the work was for, if any.")] = None,
+    operation: Annotated[
+        Name, Field(description="What kind of work: task, planning, review, merge, …")
+    ] = "task",
+    project: ProjectRef = None,
+) -> CostEntry:
+    """Add one line to the cost ledger (tokens and dollars, by model, agent and task).
+
+    Crossing the budget's warning fraction, or the budget itself, adds an event. Each call adds a
+    line, so record each piece of work once.
+    """
+    rt, caller = await session(ctx)
+    return await rt.coord.costs.record(
+        caller,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        cost_usd=cost_usd,
+        task_id=task_id,
+        operation=operation,
+        project=project,
+    )

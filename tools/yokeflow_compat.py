@@ -2,7 +2,8 @@
 
 Prompts written for that server keep working. The tools it shares with the native set
 (`list_tasks`, `get_task`, `create_epic`, `create_task`, `create_test`, `expand_epic`,
-`update_test_result`) are the native tools themselves, which accept both argument shapes.
+`update_test_result`, `get_dependency_graph`, `get_parallel_batches`, `validate_dependencies`)
+are the native tools themselves, which accept both argument shapes.
 
 The old server had no leases. Here `claim_next_task(worker_id)` and `start_task` lease the task
 to an agent named after the worker (registered on first use, marked with the capability
@@ -25,6 +26,7 @@ from tools.arguments import Id, Limit, Name, ProjectRef
 from tools.auth import session
 from tools.observer import TOOLS as OBSERVER
 from tools.planner import TOOLS as PLANNER
+from tools.plans import TOOLS as PLANS
 from tools.registry import ToolSet
 from tools.results import ClaimResult, EpicList, NextTask, SessionList, TaskStatusChange, TestList
 from tools.runtime import Runtime, ToolContext
@@ -202,6 +204,7 @@ SHARED = [
     PLANNER["create_test"],
     PLANNER["expand_epic"],
     WORKER["update_test_result"],
+    *PLANS.pick("get_dependency_graph", "get_parallel_batches", "validate_dependencies"),
 ]
 """Tools of the YokeFlow set that are the native tools themselves."""
 
