@@ -7,8 +7,9 @@ the phases with every session at once: each session pings, or claims a seeded ta
 it. Ping and cycle phases alternate within each repeat, so noise on the machine hits both; rates
 and latencies are medians over the repeats, and the ratio (per-call rate of the cycle, 2 calls per
 cycle, over ping's rate) is the median of the paired ratios. "server CPU" is the server
-process's CPU time per call (from /proc; PostgreSQL's own processes are not in it), "client CPU"
-this process's (all sessions' MCP clients, which check every result against its output schema).
+process's CPU time per call (from /proc), "client CPU" this process's (all sessions' MCP
+clients, which check every result against its output schema), "PostgreSQL CPU" that of every
+`postgres` process on the machine (SQLite works inside the server process).
 
     python bench/bench_mcp.py [--backend sqlite|postgresql|both] [--sessions 16,64] [--calls N]
                               [--repeats R] [--profile-server DIR]
@@ -51,6 +52,16 @@ from launcher.serve import DEFAULT_TOKEN_CACHE_SECONDS, build_http_app
 
 POSTGRES_URL = os.environ.get("YOKEFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WARMUP_CALLS = 4
+ANALYZED_TABLES = (
+    "projects",
+    "epics",
+    "agents",
+    "tasks",
+    "task_dependencies",
+    "task_files",
+    "task_tests",
+    "events",
+)
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Phase:
     latencies: list[float]
     server_cpu_seconds: float | None
     client_cpu_seconds: float
+    database_cpu_seconds: float | None
 
     @property
     def rate(self) -> float:
@@ -77,12 +89,13 @@ class Results:
         ping_rate = statistics.median(p.rate for p in self.pings)
         cycle_rate = statistics.median(c.rate for c in self.cycles)
         ratio = statistics.median(2 * c.rate / p.rate for p, c in zip(self.pings, self.cycles, strict=True))
-        server = f"{_cpu(self.pings, 1, server=True)} / {_cpu(self.cycles, 2, server=True)}"
-        client = f"{_cpu(self.pings, 1, server=False)} / {_cpu(self.cycles, 2, server=False)}"
+        server = f"{_cpu(self.pings, 1, 'server')} / {_cpu(self.cycles, 2, 'server')}"
+        client = f"{_cpu(self.pings, 1, 'client')} / {_cpu(self.cycles, 2, 'client')}"
+        database = _cpu(self.cycles, 2, "database") if backend == "postgresql" else "(in server)"
         return (
             f"| {backend} | {sessions} | {token_cache:g} s | {ping_rate:,.0f} | {_percentiles(self.pings)} "
             f"| {cycle_rate:,.0f} | {2 * cycle_rate:,.0f} | {_percentiles(self.cycles)} | **{ratio:.2f}** "
-            f"| {server} | {client} |"
+            f"| {server} | {client} | {database} |"
         )
 
 
@@ -93,12 +106,10 @@ def _percentiles(phases: list[Phase]) -> str:
     return f"{1000 * p50:.1f} / {1000 * p99:.1f}"
 
 
-def _cpu(phases: list[Phase], calls_per_unit: int, *, server: bool) -> str:
-    """Median CPU ms per call of the server or the client process."""
+def _cpu(phases: list[Phase], calls_per_unit: int, side: str) -> str:
+    """Median CPU ms per call of one side: the server, the client, or the database processes."""
     per_call = [
-        seconds / (p.units * calls_per_unit)
-        for p in phases
-        if (seconds := p.server_cpu_seconds if server else p.client_cpu_seconds)
+        seconds / (p.units * calls_per_unit) for p in phases if (seconds := getattr(p, f"{side}_cpu_seconds"))
     ]
     return f"{1000 * statistics.median(per_call):.2f}" if per_call else "n/a"
 
@@ -135,19 +146,27 @@ class Database:
 
 
 async def seed(url: str, sessions: int, tasks: int) -> list[str]:
-    """A project of `tasks` independent tasks and `sessions` workers; their tokens."""
+    """A project of `tasks` independent tasks and `sessions` workers; their tokens.
+
+    On PostgreSQL the tables are then analyzed, as autovacuum would do within a minute: with the
+    statistics of the empty tables, a claim's check for predicted files walks every task.
+    """
     coord = await Coordinator.open(url)
     try:
         project = await coord.planning.create_project(OPERATOR, name=f"bench-{secrets.token_hex(4)}")
         specs = [NewTask(title=f"task {i}") for i in range(tasks)]
         for start in range(0, tasks, 500):
             await coord.planning.create_tasks(OPERATOR, specs[start : start + 500], project=project.id)
-        return [
-            (
-                await coord.agents.register(OPERATOR, persona="implementer", project=project.id, name=f"w{i}")
-            ).token
-            for i in range(sessions)
-        ]
+        tokens = []
+        for i in range(sessions):
+            registered = await coord.agents.register(
+                OPERATOR, persona="implementer", project=project.id, name=f"w{i}"
+            )
+            tokens.append(registered.token)
+        if coord.store.backend == "postgresql":
+            async with coord.store.transaction() as tx:
+                await tx.execute(f"ANALYZE {', '.join(ANALYZED_TABLES)}")
+        return tokens
     finally:
         await coord.close()
 
@@ -228,6 +247,23 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time of every `postgres` process on this machine (Linux), None elsewhere."""
+    total = 0.0
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")].startswith("postgres"):
+            total += cpu_seconds(int(pid)) or 0.0
+    return total
+
+
 # -------------------------------------------------------------------------------- the clients
 
 
@@ -278,13 +314,16 @@ async def run_phase(
             await unit(client)
             latencies.append(time.perf_counter() - started)
 
-    cpu_before, client_before = cpu_seconds(pid), time.process_time()
+    before = (cpu_seconds(pid), time.process_time(), postgres_cpu_seconds())
     started = time.perf_counter()
     await asyncio.gather(*(loop(client) for client in clients))
     seconds = time.perf_counter() - started
-    cpu_after, client_cpu = cpu_seconds(pid), time.process_time() - client_before
-    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return Phase(len(latencies), seconds, latencies, cpu, client_cpu)
+    after = (cpu_seconds(pid), time.process_time(), postgres_cpu_seconds())
+    server, client, database = (
+        b - a if a is not None and b is not None else None for a, b in zip(before, after, strict=True)
+    )
+    assert client is not None
+    return Phase(len(latencies), seconds, latencies, server, client, database)
 
 
 async def measure(
@@ -378,9 +417,9 @@ def main() -> None:
     print(
         "| backend | sessions | token cache | ping calls/s | ping p50 / p99 ms | cycles/s "
         "| cycle calls/s (2 x cycles) | cycle p50 / p99 ms | cycle calls/s ÷ ping calls/s "
-        "| server CPU ms/call, ping / cycle | client CPU ms/call, ping / cycle |"
+        "| server CPU ms/call, ping / cycle | client CPU ms/call, ping / cycle | PostgreSQL CPU ms/call, cycle |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 
