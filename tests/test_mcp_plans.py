@@ -166,7 +166,10 @@ async def test_validate_dependencies_reports_broken_stored_edges(coord: Coordina
         assert check["issues"][0]["problem"] == "cycle" and "1 problem found" in check["message"]
         assert (await ok(client, "validate_dependencies", {"epic_id": ids["backend"]}))["ok"] is False
         assert (await ok(client, "validate_dependencies", {"epic_id": ids["frontend"]}))["ok"] is True
-        await refused(client, "get_dependency_graph", {}, "cycle")
+        for name in ("get_dependency_graph", "get_parallel_batches", "get_critical_path"):
+            await refused(
+                client, name, {}, "the stored dependencies hold the cycle", "Fix: list the broken edges"
+            )
 
 
 # ------------------------------------------------------------------------- the execution plan

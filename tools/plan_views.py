@@ -8,14 +8,15 @@ dependencies that cross the epic's boundary are listed apart (`external_edges`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from coordinator.context import Caller
-from coordinator.errors import InvalidInput
+from coordinator.errors import CycleError, InvalidInput, StateConflict
 from coordinator.graph import CriticalPath, DependencyGraph, Issue, ValidationReport
 from coordinator.graph_render import to_ascii, to_json, to_mermaid
 from coordinator.plans import GraphFormat
@@ -141,6 +142,21 @@ class EpicScope:
 
     def _epic_edges(self, view: GraphData) -> list[GraphEdge]:
         return [e for e in view.epic_edges if self.epic_id in (e.before, e.after)]
+
+
+@contextmanager
+def stored_cycles_explained() -> Iterator[None]:
+    """Report a cycle in the stored dependencies as the state it is, not as a bad argument.
+
+    The tools never store one; it comes from data written some other way.
+    """
+    try:
+        yield
+    except CycleError as exc:
+        raise StateConflict(
+            f"the stored dependencies hold the cycle {' -> '.join(map(str, exc.cycle))}",
+            fix="list the broken edges with validate_dependencies and drop one with remove_dependency",
+        ) from exc
 
 
 async def epic_scope(rt: Runtime, caller: Caller, epic_id: int, project: int | str | None) -> EpicScope:

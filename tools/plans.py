@@ -26,6 +26,7 @@ from tools.plan_views import (
     epic_graph,
     epic_scope,
     graph_result,
+    stored_cycles_explained,
 )
 from tools.registry import ToolSet
 from tools.runtime import ToolContext
@@ -77,10 +78,13 @@ async def get_dependency_graph(
 ) -> DependencyGraphView:
     """The tasks and their dependencies, with batches and the critical path: as data (json) or drawn (mermaid, ascii)."""
     rt, caller = await session(ctx)
-    if epic_id is None:
-        return graph_result(format, await rt.coord.plans.graph_view(caller, project=project, format=format))
-    scope = await epic_scope(rt, caller, epic_id, project)
-    graph, view = await epic_graph(rt, caller, scope)
+    with stored_cycles_explained():
+        if epic_id is None:
+            return graph_result(
+                format, await rt.coord.plans.graph_view(caller, project=project, format=format)
+            )
+        scope = await epic_scope(rt, caller, epic_id, project)
+        graph, view = await epic_graph(rt, caller, scope)
     return graph_result(
         format, draw(graph, view, format), epic_id=epic_id, external_edges=scope.external_edges(view)
     )
@@ -92,9 +96,12 @@ async def get_parallel_batches(
 ) -> ParallelBatches:
     """Tasks grouped into batches that can run in parallel: each batch only depends on earlier ones."""
     rt, caller = await session(ctx)
-    if epic_id is None:
-        return ParallelBatches(epic_id=None, batches=await rt.coord.plans.batches(caller, project=project))
-    graph, _ = await epic_graph(rt, caller, await epic_scope(rt, caller, epic_id, project))
+    with stored_cycles_explained():
+        if epic_id is None:
+            return ParallelBatches(
+                epic_id=None, batches=await rt.coord.plans.batches(caller, project=project)
+            )
+        graph, _ = await epic_graph(rt, caller, await epic_scope(rt, caller, epic_id, project))
     return ParallelBatches(epic_id=epic_id, batches=graph.batches())
 
 
@@ -104,9 +111,10 @@ async def get_critical_path(
 ) -> CriticalPath:
     """The longest chain of dependent tasks by their estimates: what bounds the time to finish."""
     rt, caller = await session(ctx)
-    if epic_id is None:
-        return await rt.coord.plans.critical_path(caller, project=project)
-    graph, _ = await epic_graph(rt, caller, await epic_scope(rt, caller, epic_id, project))
+    with stored_cycles_explained():
+        if epic_id is None:
+            return await rt.coord.plans.critical_path(caller, project=project)
+        graph, _ = await epic_graph(rt, caller, await epic_scope(rt, caller, epic_id, project))
     return graph.critical_path()
 
 
@@ -117,7 +125,8 @@ async def build_execution_plan(ctx: ToolContext, project: ProjectRef = None) -> 
     Manual adjustments made with update_execution_plan are kept; building again gives the same plan.
     """
     rt, caller = await session(ctx)
-    return await rt.coord.plans.build(caller, project=project)
+    with stored_cycles_explained():
+        return await rt.coord.plans.build(caller, project=project)
 
 
 @TOOLS.tool("Get the execution plan", read_only=True)
