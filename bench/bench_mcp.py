@@ -31,20 +31,20 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx2
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_claims import Database  # the same throwaway database (bench/ is on the path)
+
 from coordinator.context import OPERATOR
 from coordinator.planning import NewTask
 from coordinator.service import Coordinator
@@ -115,34 +115,6 @@ def _cpu(phases: list[Phase], calls_per_unit: int, side: str) -> str:
 
 
 # ------------------------------------------------------------------------------ the database
-
-
-class Database:
-    """A fresh database: a temporary SQLite file, or a PostgreSQL schema dropped at the end."""
-
-    def __init__(self, backend: str) -> None:
-        self.backend = backend
-        self.schema = f"bench_{secrets.token_hex(4)}"
-        self._folder = tempfile.TemporaryDirectory()
-        self.url = (
-            f"sqlite:///{self._folder.name}/bench.db"
-            if backend == "sqlite"
-            else f"{POSTGRES_URL}?search_path={self.schema}"
-        )
-
-    async def __aenter__(self) -> Database:
-        if self.backend == "postgresql":
-            connection = await asyncpg.connect(POSTGRES_URL)
-            await connection.execute(f'CREATE SCHEMA "{self.schema}"')
-            await connection.close()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.backend == "postgresql":
-            connection = await asyncpg.connect(POSTGRES_URL)
-            await connection.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
-            await connection.close()
-        self._folder.cleanup()
 
 
 async def seed(url: str, sessions: int, tasks: int) -> list[str]:
