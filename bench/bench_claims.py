@@ -78,7 +78,9 @@ class Database:
 
 async def new_project(coord: Coordinator, tasks: int, workers: int) -> tuple[int, list[Caller]]:
     project = await coord.planning.create_project(OPERATOR, name=f"bench-{secrets.token_hex(4)}")
-    await coord.planning.create_tasks(OPERATOR, [NewTask(title=f"t{i}") for i in range(tasks)], project=project.id)
+    await coord.planning.create_tasks(
+        OPERATOR, [NewTask(title=f"t{i}") for i in range(tasks)], project=project.id
+    )
     callers = [
         agent_caller((await coord.agents.register(OPERATOR, persona="implementer", project=project.id)).agent)
         for _ in range(workers)
@@ -134,7 +136,12 @@ class RawDriver:
         if self.backend == "sqlite":
             self._sqlite = await aiosqlite.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
             self._sqlite.row_factory = aiosqlite.Row
-            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 5000", "foreign_keys = ON"):
+            for pragma in (
+                "journal_mode = WAL",
+                "synchronous = NORMAL",
+                "busy_timeout = 5000",
+                "foreign_keys = ON",
+            ):
                 await self._sqlite.execute(f"PRAGMA {pragma}")
         else:
             self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=10)
@@ -171,7 +178,9 @@ class RawDriver:
     async def cycle(self, project_id: int, agent_id: int) -> bool:
         now = time.time()
         async with self.transaction() as run:
-            rows = await run(self.sql, project_id, now, "implementer", agent_id, secrets.token_hex(6), now + 300, 300.0)
+            rows = await run(
+                self.sql, project_id, now, "implementer", agent_id, secrets.token_hex(6), now + 300, 300.0
+            )
             if not rows:
                 return False
             task_id, token = rows[0]["id"], rows[0]["lease_token"]

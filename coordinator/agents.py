@@ -11,12 +11,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from coordinator.context import Caller, ServiceBase, require_role
-from coordinator.errors import InvalidInput, NotFound, PermissionDenied
+from coordinator.config import Config
+from coordinator.context import Caller, ServiceBase, Wakeup, require_role
+from coordinator.errors import InvalidInput, NotFound, PermissionDenied, YokeflowError
 from coordinator.events import append_event
 from coordinator.records import Agent, Persona
 from coordinator.resources import resource_dir
 from coordinator.storage.base import Store, encode_json
+from coordinator.workspaces import Workspaces
 
 TOKEN_PREFIX = "yf_"
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n?(.*)\Z", re.S)
@@ -81,6 +83,12 @@ class Registered(BaseModel):
 
 
 class AgentService(ServiceBase):
+    def __init__(
+        self, store: Store, config: Config, wakeup: Wakeup, workspaces: Workspaces | None = None
+    ) -> None:
+        super().__init__(store, config, wakeup)
+        self.workspaces = workspaces
+
     async def register(
         self,
         caller: Caller,
@@ -129,7 +137,74 @@ class AgentService(ServiceBase):
                 agent_id=agent.id,
                 payload={"name": agent.name, "persona": persona, "role": role},
             )
+        if self.workspaces is not None and worktree is None:
+            agent = await self._with_worktree(caller, agent)
         return Registered(agent=agent, token=token)
+
+    async def _with_worktree(self, caller: Caller, agent: Agent) -> Agent:
+        """Give a new worker its worktree; if git refuses, stop the agent again and say why."""
+        assert self.workspaces is not None
+        try:
+            path = await self.workspaces.prepare_agent(agent)
+        except YokeflowError as exc:
+            async with self.store.transaction() as tx:
+                now = self.now()
+                await tx.execute("UPDATE agents SET status = 'stopped' WHERE id = $1", agent.id)
+                append_event(
+                    tx,
+                    now=now,
+                    kind="agent_stopped",
+                    actor=caller.name,
+                    project_id=agent.project_id,
+                    agent_id=agent.id,
+                    payload={"reason": f"its worktree could not be created: {exc.message}"},
+                )
+            raise
+        return agent if path is None else agent.model_copy(update={"worktree": path})
+
+    async def update(
+        self,
+        caller: Caller,
+        *,
+        agent_id: int,
+        pid: int | None = None,
+        status: Literal["active", "stopped"] | None = None,
+    ) -> Agent:
+        """Record a supervised agent's process id, or stop or revive it (its token then fails or works)."""
+        require_role(caller, ("operator", "planner"), "update agents")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            row = await tx.fetchrow("SELECT * FROM agents WHERE id = $1", agent_id)
+            if row is None or (caller.agent is not None and row["project_id"] != caller.agent.project_id):
+                raise NotFound(
+                    f"agent {agent_id} does not exist in this project", fix="list agents with list_agents"
+                )
+            before = Agent.model_validate(row)
+            row = await tx.fetchrow(
+                "UPDATE agents SET pid = COALESCE($2, pid), status = COALESCE($3, status) WHERE id = $1 RETURNING *",
+                agent_id,
+                pid,
+                status,
+            )
+            agent = Agent.model_validate(row)
+            changes = {
+                key: value
+                for key, value in (("pid", pid), ("status", status))
+                if value is not None and getattr(before, key) != value
+            }
+            if changes:
+                append_event(
+                    tx,
+                    now=now,
+                    kind="agent_stopped"
+                    if status == "stopped" and before.status != "stopped"
+                    else "agent_updated",
+                    actor=caller.name,
+                    project_id=agent.project_id,
+                    agent_id=agent.id,
+                    payload=changes,
+                )
+        return agent
 
     async def authenticate(self, token: str) -> Agent:
         """The agent a bearer token belongs to; a stopped agent's token no longer works."""

@@ -131,6 +131,7 @@ def build_app(
                 stack.push_async_callback(
                     _stop, _start(coord.sweep_forever(sweep_interval_seconds), "sweeper")
                 )
+                stack.push_async_callback(_stop, _start(coord.merge_forever(), "merge queue"))
                 for path, factory in mcp.items():
                     server = factory(coord)
                     # Builds this server's session manager; the app it returns is not used.

@@ -35,11 +35,14 @@ def ready_condition(persona_clause: str) -> str:
 
 
 _SUITS_PERSONA = "(t.persona IS NULL OR t.persona = $3)"
+# A task whose branch waits in the merge queue still holds its files: a task that shares one
+# and started now would branch from a target without that change and conflict at its merge.
 NO_FILE_CONFLICT = """
     AND NOT EXISTS (SELECT 1 FROM task_files f
                     JOIN task_files g ON g.path = f.path AND g.task_id <> f.task_id
                     JOIN tasks o ON o.id = g.task_id
-                    WHERE f.task_id = t.id AND o.status = 'in_progress' AND o.lease_expires_at >= $2)"""
+                    WHERE f.task_id = t.id AND (o.status = 'merging'
+                          OR (o.status = 'in_progress' AND o.lease_expires_at >= $2)))"""
 
 
 def claim_sql(backend: str, *, avoid_file_conflicts: bool, one_task: bool = False) -> str:

@@ -16,7 +16,7 @@ from coordinator.context import Caller, ServiceBase
 from coordinator.events import last_position, latest_events, read_events
 from coordinator.leasing import NO_FILE_CONFLICT, ready_condition
 from coordinator.queries import get_epic, get_task, task_tests
-from coordinator.records import Agent, Epic, Event, Project, Record, Task, TaskStatus, TaskTest
+from coordinator.records import Agent, Epic, Event, Merge, Project, Record, Task, TaskStatus, TaskTest
 from coordinator.storage.base import Tx
 
 S = TaskStatus
@@ -295,6 +295,17 @@ class ObserverService(ServiceBase):
             target = await self.resolve_project(tx, caller, project)
             epics = await self._epic_progress(tx, target.id)
         return [e for e in epics if e.total_tasks == 0] if needs_expansion else epics
+
+    async def list_merges(
+        self, caller: Caller, *, project: int | str | None = None, limit: int = 100
+    ) -> list[Merge]:
+        """The merge queue of a project, newest first: waiting, running and finished merges."""
+        async with self.store.transaction(write=False) as tx:
+            target = await self.resolve_project(tx, caller, project)
+            rows = await tx.fetch(
+                "SELECT * FROM merges WHERE project_id = $1 ORDER BY id DESC LIMIT $2", target.id, limit
+            )
+        return [Merge.model_validate(r) for r in rows]
 
     async def get_epic(self, caller: Caller, *, epic_id: int) -> EpicDetail:
         async with self.store.transaction(write=False) as tx:

@@ -169,3 +169,37 @@ class Event(Record):
     after_status: str | None
     payload: dict[str, Any]
     created_at: float
+
+
+class MergeStatus(StrEnum):
+    QUEUED = "queued"
+    CHECKING = "checking"
+    MERGING = "merging"
+    TESTING = "testing"
+    MERGED = "merged"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class Merge(Record):
+    """An entry of the merge queue: one completed task's branch on its way into the target branch."""
+
+    json_fields = ("conflict_files",)
+    id: int
+    project_id: int
+    task_id: int
+    branch: str
+    target_branch: str
+    status: MergeStatus
+    conflict_files: list[str]
+    test_output: str | None
+    merge_commit: str | None
+    error: str | None
+    queued_at: float
+    started_at: float | None
+    finished_at: float | None
+    runner: str | None
+    lease_expires_at: float | None
+    target_before: str | None
+    head_commit: str | None

@@ -13,12 +13,14 @@ from coordinator.context import Wakeup
 from coordinator.costs import CostService
 from coordinator.errors import YokeflowError
 from coordinator.events import NOTIFY_CHANNEL
+from coordinator.merge_queue import MergeQueue
 from coordinator.observe import ObserverService
 from coordinator.planning import PlanningService
 from coordinator.plans import PlanService
 from coordinator.storage import Store, StoreOptions, open_store
 from coordinator.storage.base import Clock
 from coordinator.work import WorkService
+from coordinator.workspaces import Workspaces, recover_workspace
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,15 @@ log = logging.getLogger(__name__)
 class Coordinator:
     """Planning, plans, work (leases and task states), agents, costs and observation over one store."""
 
-    def __init__(self, store: Store, config: Config | None = None) -> None:
+    def __init__(self, store: Store, config: Config | None = None, *, repo: Path | None = None) -> None:
         self.store = store
         self.config = config or Config()
         self.wakeup = Wakeup()
+        self.workspaces = Workspaces(store, self.config, repo)
         self.planning = PlanningService(store, self.config, self.wakeup)
-        self.work = WorkService(store, self.config, self.wakeup)
-        self.agents = AgentService(store, self.config, self.wakeup)
+        self.work = WorkService(store, self.config, self.wakeup, self.workspaces)
+        self.merges = MergeQueue(store, self.config, self.workspaces, self.work, self.wakeup)
+        self.agents = AgentService(store, self.config, self.wakeup, self.workspaces)
         self.plans = PlanService(store, self.config, self.wakeup)
         self.costs = CostService(store, self.config, self.wakeup)
         self.observe = ObserverService(store, self.config, self.wakeup)
@@ -45,8 +49,13 @@ class Coordinator:
         *,
         personas_dir: Path | None = None,
         clock: Clock | None = None,
+        repo: Path | None = None,
     ) -> Coordinator:
-        """Open (and migrate) the database, load the personas, and return a ready coordinator."""
+        """Open (and migrate) the database, load the personas, and return a ready coordinator.
+
+        `repo` is the git repository of projects that name none: their agents get worktrees and
+        their finished branches go through the merge queue.
+        """
         config = config or Config()
         db = config.database
         options = StoreOptions(
@@ -59,7 +68,7 @@ class Coordinator:
         store = await open_store(url, options=options, clock=clock or time.time)
         try:
             await sync_personas(store, personas_dir)
-            coordinator = cls(store, config)
+            coordinator = cls(store, config, repo=repo)
             await store.listen(NOTIFY_CHANNEL, coordinator.wakeup.notify)
         except BaseException:
             await store.close()
@@ -79,6 +88,22 @@ class Coordinator:
             except YokeflowError as exc:
                 log.warning("sweep failed, will retry: %s", exc)
             await asyncio.sleep(interval)
+
+    async def recover_repositories(self) -> list[str]:
+        """Reconcile every project's worktrees with git at start; what was repaired, in words."""
+        said: list[str] = []
+        for ws in await self.workspaces.all():
+            said += await recover_workspace(self.store, ws)
+        return said
+
+    async def merge_forever(self) -> None:
+        """Recover the repositories, then run the merge queue until cancelled."""
+        try:
+            for line in await self.recover_repositories():
+                log.info("recovery: %s", line)
+        except YokeflowError as exc:
+            log.warning("repository recovery failed: %s", exc)
+        await self.merges.run_forever()
 
     async def close(self) -> None:
         await self.store.close()

@@ -12,9 +12,10 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
 
-from coordinator.context import Caller, ServiceBase, require_role
+from coordinator.config import Config
+from coordinator.context import Caller, ServiceBase, Wakeup, require_role
 from coordinator.costs import spent_usd
-from coordinator.errors import InvalidInput, NotFound, StateConflict
+from coordinator.errors import InvalidInput, NotFound, StateConflict, YokeflowError
 from coordinator.events import append_event
 from coordinator.leasing import (
     BackoffPolicy,
@@ -23,9 +24,11 @@ from coordinator.leasing import (
     has_ready_task_for_other_personas,
     leased_task,
 )
+from coordinator.planning import NewTask, PlanWriter
 from coordinator.queries import get_task, task_tests
-from coordinator.records import Agent, Task, TaskStatus, TaskTest
-from coordinator.storage.base import Tx, decode_json, encode_json
+from coordinator.records import Agent, Merge, Task, TaskStatus, TaskTest
+from coordinator.storage.base import Store, Tx, decode_json, encode_json
+from coordinator.workspaces import MergeResult, MergeTicket, Workspaces
 
 S = TaskStatus
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
@@ -34,11 +37,13 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.MERGING: frozenset({S.DONE, S.CONFLICT, S.REJECTED}),
     S.DONE: frozenset({S.PENDING}),
     S.FAILED: frozenset({S.PENDING, S.CANCELLED}),
-    S.CONFLICT: frozenset({S.PENDING, S.CANCELLED}),
-    S.REJECTED: frozenset({S.PENDING, S.CANCELLED}),
+    S.CONFLICT: frozenset({S.PENDING, S.DONE, S.CANCELLED}),  # done: a follow-up's merge resolved it
+    S.REJECTED: frozenset({S.PENDING, S.DONE, S.CANCELLED}),
     S.CANCELLED: frozenset({S.PENDING}),
 }
 MAX_WAIT_SECONDS = 300.0
+MAX_FOLLOW_UP_ROUNDS = 3
+MERGE_QUEUE = Caller(name="merge-queue", role="operator")
 _CLAIM_QUEUE_LOCK = 0x59F1
 _AGENT_TOUCH_SECONDS = 15.0
 _PROJECT_FOR_CLAIM = {
@@ -95,6 +100,8 @@ class Claimed(BaseModel):
     task: Task
     lease: Lease
     context: ClaimContext
+    worktree: str | None = None
+    target_branch: str | None = None
 
 
 NoWorkReason = Literal[
@@ -118,6 +125,12 @@ class NoWork(BaseModel):
 
 class WorkService(ServiceBase):
     """Leases and task transitions, for workers and planners alike."""
+
+    def __init__(
+        self, store: Store, config: Config, wakeup: Wakeup, workspaces: Workspaces | None = None
+    ) -> None:
+        super().__init__(store, config, wakeup)
+        self.workspaces = workspaces
 
     #: how often a waiting claim looks again for changes made by other processes; changes
     #: made in this process (and, on PostgreSQL, NOTIFYs from others) wake it at once
@@ -172,14 +185,52 @@ class WorkService(ServiceBase):
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             outcome = await self._claim_once(caller, ttl, task_id)
+            if isinstance(outcome, Claimed):
+                return await self._start_workspace(caller, outcome)
             remaining = deadline - asyncio.get_running_loop().time()
-            if (
-                isinstance(outcome, Claimed)
-                or remaining <= 0
-                or outcome.reason in ("all_done", "budget_exhausted")
-            ):
+            if remaining <= 0 or outcome.reason in ("all_done", "budget_exhausted"):
                 return outcome
             await self.wakeup.wait(min(remaining, self.poll_seconds))
+
+    async def _start_workspace(self, caller: Caller, claimed: Claimed) -> Claimed:
+        """Put the agent's worktree on the task's branch; if git refuses, hand the task back."""
+        if self.workspaces is None:
+            return claimed
+        agent, task = _agent_of(caller, "claim tasks"), claimed.task
+        try:
+            place = await self.workspaces.start_task(agent, task)
+        except YokeflowError as exc:
+            await self.release(
+                caller,
+                task_id=task.id,
+                lease_id=claimed.lease.lease_id,
+                note=f"its branch could not be prepared: {exc}",
+            )
+            raise
+        if place is None:
+            return claimed
+        async with self.store.transaction() as tx:
+            now = self.now()
+            await tx.execute(
+                f"UPDATE tasks SET branch = $2, updated_at = $3 WHERE id = $1 AND {_holds_lease(4, 5, 6)}",
+                task.id,
+                place.branch,
+                now,
+                claimed.lease.lease_id,
+                agent.id,
+                agent.project_id,
+            )
+            payload = {"branch": place.branch, "worktree": place.worktree, "base_commit": place.base_commit}
+            if place.stashed:
+                payload["stashed"] = place.stashed
+            _task_event(tx, now, "task_branch_ready", caller, task, S.IN_PROGRESS, payload)
+        return claimed.model_copy(
+            update={
+                "task": task.model_copy(update={"branch": place.branch}),
+                "worktree": place.worktree,
+                "target_branch": place.target_branch,
+            }
+        )
 
     async def _claim_once(self, caller: Caller, ttl: float, task_id: int | None) -> Claimed | NoWork:
         agent = caller.agent
@@ -457,11 +508,14 @@ class WorkService(ServiceBase):
     ) -> Task:
         """Finish a leased task: record its result and unblock its dependents, in one transaction."""
         agent = _agent_of(caller, "complete tasks")
+        ticket = await self._merge_ticket(task_id, lease_id, agent, commit)
+        merging = ticket is not None and self.config.parallel.done_when == "merged"
+        status = S.MERGING if merging else S.DONE
         async with self.store.transaction() as tx:
             now = self.now()
             # The usual case is one statement; when it changes nothing, find out why.
             done = await tx.fetchrow(
-                "UPDATE tasks SET status = 'done', result = $2, summary = $3, files_changed = $4, commit_sha = $5, "
+                "UPDATE tasks SET status = $10, result = $2, summary = $3, files_changed = $4, commit_sha = $5, "
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = $6, updated_at = $6 "
                 f"WHERE id = $1 AND {_holds_lease(7, 8, 9)} "
                 "AND NOT EXISTS (SELECT 1 FROM task_tests WHERE task_id = $1 AND passes = FALSE) RETURNING *",
@@ -469,11 +523,12 @@ class WorkService(ServiceBase):
                 result,
                 summary,
                 encode_json(files_changed or []),
-                commit,
+                ticket.head if ticket else commit,
                 now,
                 lease_id,
                 agent.id,
                 agent.project_id,
+                status,
             )
             if done is None:
                 await self._refuse_completion(tx, task_id, lease_id, agent)
@@ -484,12 +539,54 @@ class WorkService(ServiceBase):
                 "task_completed",
                 caller,
                 task,
-                S.DONE,
+                status,
                 {"summary": summary, "files_changed": files_changed or [], "commit": commit},
             )
-            await self._after_finish(tx, task, now, caller.name)
+            if ticket is not None:
+                await self._enqueue_merge(tx, task, ticket, now, caller.name)
+            if not merging:
+                await self._after_finish(tx, task, now, caller.name)
         self.wakeup.notify()
         return Task.model_validate(done)
+
+    async def _merge_ticket(
+        self, task_id: int, lease_id: str, agent: Agent, commit: str | None
+    ) -> MergeTicket | None:
+        """The branch a completion hands to the merge queue, checked before anything is written."""
+        if self.workspaces is None or await self.workspaces.of_project(agent.project_id) is None:
+            return None
+        async with self.store.transaction(write=False) as tx:
+            task = await get_task(tx, task_id, project_id=agent.project_id)
+        if task.lease_token != lease_id or task.lease_owner != agent.id:
+            return None  # the completion itself then says why it cannot be taken
+        return await self.workspaces.merge_ticket(task, commit)
+
+    async def _enqueue_merge(self, tx: Tx, task: Task, ticket: MergeTicket, now: float, actor: str) -> None:
+        merge_id = await tx.fetchval(
+            "INSERT INTO merges (project_id, task_id, branch, target_branch, head_commit, queued_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            task.project_id,
+            task.id,
+            ticket.branch,
+            ticket.target,
+            ticket.head,
+            now,
+        )
+        append_event(
+            tx,
+            now=now,
+            kind="merge_queued",
+            actor=actor,
+            project_id=task.project_id,
+            task_id=task.id,
+            payload={
+                "merge_id": merge_id,
+                "branch": ticket.branch,
+                "target": ticket.target,
+                "head": ticket.head,
+                "commits": ticket.ahead,
+            },
+        )
 
     async def _refuse_completion(self, tx: Tx, task_id: int, lease_id: str, agent: Agent) -> NoReturn:
         """Raise the reason a completion changed nothing: no such task, a lost lease, or failing tests."""
@@ -607,6 +704,145 @@ class WorkService(ServiceBase):
                     await self._after_finish(tx, task, now, caller.name)
         self.wakeup.notify()
         return Task.model_validate(updated)
+
+    # ------------------------------------------------------------------------------ merges
+
+    async def finish_merge(self, merge: Merge, outcome: MergeResult) -> Task:
+        """Record what the merge queue did with a task's branch, in one transaction.
+
+        Merged: the task is done and its dependents become ready (and so is the task a follow-up
+        resolved). A conflict or red tests: the task becomes conflict or rejected, and unless
+        `parallel.on_merge_failure` is manual a reviewer follow-up is created on the same branch.
+        """
+        async with self.store.transaction() as tx:
+            now = self.now()
+            task = await get_task(tx, merge.task_id, for_update=True)
+            finished = await tx.execute(
+                "UPDATE merges SET status = $3, conflict_files = $4, test_output = $5, "
+                "merge_commit = COALESCE($6, merge_commit), error = $7, finished_at = $8, lease_expires_at = NULL "
+                "WHERE id = $1 AND runner = $2 AND status IN ('checking', 'merging', 'testing')",
+                merge.id,
+                merge.runner,
+                outcome.status,
+                encode_json(outcome.conflict_files),
+                outcome.test_output,
+                outcome.merge_commit,
+                outcome.error,
+                now,
+            )
+            if not finished:
+                raise StateConflict(
+                    f"merge {merge.id} is no longer held by this runner",
+                    fix="another server took it over after its lease ran out; nothing was recorded here",
+                )
+            payload = {
+                "merge_id": merge.id,
+                "branch": merge.branch,
+                "target": merge.target_branch,
+                "merge_commit": outcome.merge_commit,
+                "conflict_files": outcome.conflict_files,
+                "error": outcome.error,
+            }
+            if outcome.status == "merged":
+                await self._merged(tx, task, payload, now)
+            else:
+                await self._merge_refused(tx, task, merge, outcome, payload, now)
+        self.wakeup.notify()
+        async with self.store.transaction(write=False) as tx:
+            return await get_task(tx, merge.task_id)
+
+    async def _merged(self, tx: Tx, task: Task, payload: dict[str, Any], now: float) -> None:
+        if task.status == S.MERGING:
+            await self._set_status(tx, task, S.DONE, now, completed=True)
+        _task_event(
+            tx,
+            now,
+            "task_merged",
+            MERGE_QUEUE,
+            task,
+            S.DONE if task.status == S.MERGING else task.status,
+            payload,
+        )
+        if task.status == S.MERGING:
+            await self._after_finish(tx, task, now, MERGE_QUEUE.name)
+        # A follow-up's merge also settles the task it resolves, and that one's, up the chain.
+        resolves = task.metadata.get("resolves")
+        while resolves is not None:
+            resolved = await get_task(tx, int(resolves), for_update=True)
+            if resolved.status in (S.CONFLICT, S.REJECTED):
+                await self._set_status(tx, resolved, S.DONE, now, completed=True)
+                _task_event(
+                    tx, now, "task_merged", MERGE_QUEUE, resolved, S.DONE, {**payload, "via_task": task.id}
+                )
+                await self._after_finish(tx, resolved, now, MERGE_QUEUE.name)
+            resolves = resolved.metadata.get("resolves")
+
+    async def _merge_refused(
+        self, tx: Tx, task: Task, merge: Merge, outcome: MergeResult, payload: dict[str, Any], now: float
+    ) -> None:
+        target = S.CONFLICT if outcome.status == "conflict" else S.REJECTED
+        why = outcome.describe()
+        if task.status == S.MERGING:
+            await self._set_status(tx, task, target, now, error=why)
+        kind = "task_merge_conflict" if target == S.CONFLICT else "task_merge_rejected"
+        _task_event(
+            tx, now, kind, MERGE_QUEUE, task, target if task.status == S.MERGING else task.status, payload
+        )
+        rounds = int(task.metadata.get("follow_up_round", 0))
+        if self.config.parallel.on_merge_failure == "manual" or rounds >= MAX_FOLLOW_UP_ROUNDS:
+            return
+        await self._create_follow_up(tx, task, merge, outcome, rounds + 1, now)
+
+    async def _create_follow_up(
+        self, tx: Tx, task: Task, merge: Merge, outcome: MergeResult, round_: int, now: float
+    ) -> None:
+        """A reviewer task that resolves the conflict (or the red tests) on the same branch."""
+        root = int(task.metadata.get("follow_up_of", task.id))
+        root_title = task.title if root == task.id else (await get_task(tx, root)).title
+        reviewer = await tx.fetchval("SELECT name FROM personas WHERE name = 'reviewer'")
+        writer = await PlanWriter.open(
+            tx, task.project_id, now, MERGE_QUEUE.name, self.config.leases.max_attempts
+        )
+        verb = "Resolve the merge conflict of" if outcome.status == "conflict" else "Make the tests pass for"
+        follow_up = await writer.add_task(
+            NewTask(
+                title=f"{verb} task {root}: {root_title}"[:500],
+                description=f"{outcome.describe()}\n\nWork on branch {merge.branch}: merge {merge.target_branch} into it, "
+                f"resolve, run the tests, commit, and complete this task; the merge queue then merges it.",
+                epic_id=task.epic_id,
+                priority=task.priority - 1,
+                persona=reviewer,
+                domain=task.domain,
+            )
+        )
+        await tx.execute(
+            "UPDATE tasks SET branch = $2, metadata = $3 WHERE id = $1",
+            follow_up.id,
+            merge.branch,
+            encode_json(
+                {"resolves": task.id, "follow_up_of": root, "merge_id": merge.id, "follow_up_round": round_}
+            ),
+        )
+
+    async def _set_status(
+        self,
+        tx: Tx,
+        task: Task,
+        status: TaskStatus,
+        now: float,
+        *,
+        completed: bool = False,
+        error: str | None = None,
+    ) -> None:
+        await tx.execute(
+            "UPDATE tasks SET status = $2, updated_at = $3, completed_at = CASE WHEN $4 THEN $3 ELSE completed_at END, "
+            "last_error = COALESCE($5, last_error) WHERE id = $1",
+            task.id,
+            status,
+            now,
+            completed,
+            error,
+        )
 
     # ------------------------------------------------------------------------------ shared
 

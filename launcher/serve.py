@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -36,19 +38,30 @@ def with_project(config: Config, project: str | None) -> Config:
 
 
 async def serve_stdio(
-    *, url: str, config: Config | None = None, profile: Profile = "all", token: str | None = None
+    *,
+    url: str,
+    config: Config | None = None,
+    profile: Profile = "all",
+    token: str | None = None,
+    repo: Path | None = None,
 ) -> None:
     """Serve one MCP client over stdin/stdout until it disconnects.
 
-    With `token`, every call acts as that agent; without, as the local operator.
+    With `token`, every call acts as that agent; without, as the local operator. With `repo`,
+    the merge queue runs in the background while the client is connected.
     """
-    coord = await Coordinator.open(url, config)
+    coord = await Coordinator.open(url, config, repo=repo)
+    merging = asyncio.create_task(coord.merge_forever()) if repo is not None else None
     try:
         if token is not None:
             await coord.agents.authenticate(token)  # a wrong token fails now, not on the first call
         server = build_server(profile, Runtime(coord, Identity(token=token)))
         await server.run_stdio_async()
     finally:
+        if merging is not None:
+            merging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await merging
         await coord.close()
 
 
@@ -89,12 +102,14 @@ def build_http_app(
     clock: Clock | None = None,
     sweep_interval_seconds: float | None = None,
     token_cache_seconds: float = DEFAULT_TOKEN_CACHE_SECONDS,
+    repo: Path | None = None,
 ) -> Starlette:
     """The HTTP app with every profile at its path (`/mcp` = all tools), over one coordinator.
 
     `clock` replaces the store's clock (tests move time by hand); `sweep_interval_seconds` sets how
     often the background sweep runs (default: leases.heartbeat_interval_seconds);
-    `token_cache_seconds` how long a token's agent is remembered (0: read it on every call).
+    `token_cache_seconds` how long a token's agent is remembered (0: read it on every call);
+    `repo` the git repository of projects that name none (worktrees and the merge queue).
     """
     config = config or Config()
     identity = Identity(allow_operator=not require_token)
@@ -104,7 +119,7 @@ def build_http_app(
         return lambda coord: build_server(profile, Runtime(coord, identity, tokens))
 
     return build_app(
-        open_coordinator=partial(Coordinator.open, url, config, clock=clock),
+        open_coordinator=partial(Coordinator.open, url, config, clock=clock, repo=repo),
         mcp={path: factory(profile) for path, profile in HTTP_PATHS.items()},
         require_token=require_token,
         json_response=config.server.json_response,
@@ -122,10 +137,13 @@ async def run_http(
     require_token: bool = False,
     allowed_hosts: Sequence[str] = (),
     log_level: str = "info",
+    repo: Path | None = None,
 ) -> None:
     """Serve HTTP until interrupted (the coroutine behind `serve_http`)."""
     check_exposure(host, require_token)
-    app = build_http_app(url, config, host=host, require_token=require_token, allowed_hosts=allowed_hosts)
+    app = build_http_app(
+        url, config, host=host, require_token=require_token, allowed_hosts=allowed_hosts, repo=repo
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
     await server.serve()
 
@@ -197,7 +215,31 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="NAME",
         help="HTTP: a host name clients use to reach the server (Host-header protection); repeatable",
     )
+    serve.add_argument(
+        "--repo",
+        metavar="PATH",
+        help="the git repository agents work in (worktrees, merge queue); default: --root when it is a "
+        "git checkout",
+    )
+    serve.add_argument(
+        "--no-repo", action="store_true", help="work without git: no worktrees, no merge queue"
+    )
     serve.set_defaults(handler=cmd_serve)
+
+
+def repository_for(args: argparse.Namespace) -> Path | None:
+    """The repository `--repo`/`--no-repo`/`--root` name: explicit, else the root if it is a git checkout."""
+    if args.no_repo:
+        return None
+    if args.repo:
+        repo = Path(args.repo).resolve()
+        if not repo.is_dir():
+            raise InvalidInput(
+                "--repo", f"{args.repo} is not a folder", fix="give the path of your git checkout"
+            )
+        return repo
+    root = Path(args.root).resolve()
+    return root if (root / ".git").exists() else None
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
@@ -208,7 +250,11 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     if args.http is None:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # stdout carries the protocol
         await serve_stdio(
-            url=url, config=config, profile=args.profile, token=args.token or os.environ.get(TOKEN_ENV)
+            url=url,
+            config=config,
+            profile=args.profile,
+            token=args.token or os.environ.get(TOKEN_ENV),
+            repo=repository_for(args),
         )
         return 0
     host, port = parse_listen(args.http, default_host=config.server.host, default_port=config.server.port)
@@ -219,5 +265,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         require_token=args.require_token,
         allowed_hosts=args.allowed_host,
+        repo=repository_for(args),
     )
     return 0

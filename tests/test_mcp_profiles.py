@@ -18,10 +18,19 @@ PLANNER = PLAN_READS | {
     "update_execution_plan",
 }  # fmt: skip
 WORKER = {
-    "register_agent", "claim_task", "heartbeat", "complete_task", "fail_task", "release_task", "update_test_result",
-    "record_cost",
+    "register_agent", "update_agent", "claim_task", "heartbeat", "complete_task", "fail_task", "release_task",
+    "update_test_result", "record_cost",
 }  # fmt: skip
-OBSERVER = {"project_status", "list_tasks", "get_task", "list_agents", "get_events", "get_costs", "ping"}
+OBSERVER = {
+    "project_status",
+    "list_tasks",
+    "get_task",
+    "list_agents",
+    "get_events",
+    "get_costs",
+    "list_merges",
+    "ping",
+}
 YOKEFLOW = {
     "task_status", "get_next_task", "claim_next_task", "list_epics", "get_epic", "list_tasks", "get_task",
     "list_tests", "create_epic", "create_task", "create_test", "update_task_status", "start_task",

@@ -387,7 +387,15 @@ async def test_sqlite_several_processes_on_one_file_lose_nothing(tmp_path: Path)
         await tx.execute("UPDATE projects SET description = '0'")
     processes = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _WRITER, url, str(project_id), str(w), "60", cwd=REPO_ROOT, stderr=subprocess.PIPE
+            sys.executable,
+            "-c",
+            _WRITER,
+            url,
+            str(project_id),
+            str(w),
+            "60",
+            cwd=REPO_ROOT,
+            stderr=subprocess.PIPE,
         )
         for w in range(4)
     ]

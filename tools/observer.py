@@ -17,7 +17,7 @@ from coordinator.records import TaskStatus
 from tools.arguments import Id, Limit, Offset, ProjectRef
 from tools.auth import session
 from tools.registry import ToolSet
-from tools.results import AgentList, Pong
+from tools.results import AgentList, MergeList, Pong
 from tools.runtime import ToolContext
 
 TOOLS = ToolSet()
@@ -78,6 +78,13 @@ async def list_agents(
     """The project's agents, with the tasks each holds a lease on."""
     rt, caller = await session(ctx)
     return AgentList(agents=await rt.observe.list_agents(caller, project=project, status=status))
+
+
+@TOOLS.tool("List merges", read_only=True)
+async def list_merges(ctx: ToolContext, limit: Limit = 100, project: ProjectRef = None) -> MergeList:
+    """The merge queue, newest first: each finished task's branch, its state, conflicts and test output."""
+    rt, caller = await session(ctx)
+    return MergeList(merges=await rt.observe.list_merges(caller, project=project, limit=limit))
 
 
 @TOOLS.tool("Get events", read_only=True)

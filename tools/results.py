@@ -14,7 +14,7 @@ from coordinator.observe import (
     TaskDetail,
     TaskSummary,
 )
-from coordinator.records import Task, TaskTest
+from coordinator.records import Merge, Task, TaskTest
 from coordinator.work import ClaimContext, Claimed, Lease, NoWork, NoWorkReason
 
 
@@ -33,6 +33,14 @@ class ClaimResult(BaseModel):
     context: ClaimContext | None = Field(
         default=None, description="Dependencies' results, the task's tests and hand-off notes."
     )
+    worktree: str | None = Field(
+        default=None,
+        description="Your git worktree, now on the task's branch (null: the project has no repository).",
+    )
+    target_branch: str | None = Field(
+        default=None,
+        description="The branch your work merges into (merge it into yours to resolve a conflict).",
+    )
     reason: NoWorkReason | None = None
     message: str | None = None
     counts: dict[str, int] | None = None
@@ -47,6 +55,8 @@ class ClaimResult(BaseModel):
                 task=outcome.task,
                 lease=outcome.lease,
                 context=outcome.context,
+                worktree=outcome.worktree,
+                target_branch=outcome.target_branch,
                 message=f"you hold task {outcome.task.id} until {outcome.lease.expires_at:.0f}; "
                 f"heartbeat every {outcome.lease.heartbeat_interval_seconds:g} s",
             )
@@ -82,6 +92,10 @@ class TestList(BaseModel):
 
 class AgentList(BaseModel):
     agents: list[AgentView]
+
+
+class MergeList(BaseModel):
+    merges: list[Merge]
 
 
 class SessionList(BaseModel):

@@ -34,7 +34,13 @@ async def register_agent(
         Field(description="worker: claims tasks; planner: writes the plan; observer: reads only."),
     ] = "worker",
     capabilities: Annotated[list[Name], Field(max_length=50, description="Free-form capability tags.")] = [],  # noqa: B006
-    worktree: Annotated[ShortText | None, Field(description="The agent's git worktree.")] = None,
+    worktree: Annotated[
+        ShortText | None,
+        Field(
+            description="The agent's git worktree; omitted when the project has a repository: "
+            "the server creates one and answers its path."
+        ),
+    ] = None,
     pid: Annotated[int | None, Field(ge=1, le=2**31 - 1, description="Process id, for supervision.")] = None,
     project: ProjectRef = None,
 ) -> RegisteredAgent:
@@ -51,6 +57,26 @@ async def register_agent(
         pid=pid,
     )
     return RegisteredAgent(agent=AgentView.of(registered.agent), token=registered.token)
+
+
+@TOOLS.tool("Update an agent", idempotent=True)
+async def update_agent(
+    ctx: ToolContext,
+    agent_id: Annotated[Id, Field(description="Id of the agent (register_agent's answer).")],
+    pid: Annotated[
+        int | None, Field(ge=1, le=2**31 - 1, description="Its current process id, for supervision.")
+    ] = None,
+    status: Annotated[
+        Literal["active", "stopped"] | None,
+        Field(description="stopped: its token stops working; active: it works again."),
+    ] = None,
+) -> AgentView:
+    """Record a supervised agent's process id, or stop it. Only the operator or a planner may."""
+    rt, caller = await session(ctx)
+    agent = await rt.coord.agents.update(caller, agent_id=agent_id, pid=pid, status=status)
+    if status == "stopped" and rt.tokens is not None:
+        rt.tokens.forget(agent.id)  # its token must fail at once, not when the cache expires
+    return AgentView.of(agent)
 
 
 @TOOLS.tool("Claim a task")
