@@ -12,13 +12,15 @@ from pathlib import Path
 from coordinator import __version__
 from coordinator.config import Config, load_config
 from coordinator.context import OPERATOR
-from coordinator.errors import InvalidInput, YokeflowError
+from coordinator.errors import YokeflowError
 from coordinator.queries import get_tasks_by_id
 from coordinator.service import Coordinator
 from coordinator.storage import Store, StoreOptions, migrate, open_store, schema_status
+from launcher.demo import add_demo_command
+from launcher.files import read_text_file
+from launcher.launch import add_launch_command
+from launcher.repo_commands import add_repo_command
 from launcher.serve import add_serve_command
-
-Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 
 def _store_options(config: Config) -> StoreOptions:
@@ -127,13 +129,7 @@ async def _with_coordinator(args: argparse.Namespace, use: Callable[[Coordinator
 
 
 async def cmd_plan_import(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    try:
-        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            str(path), f"cannot be read: {exc}", fix="give the path of a JSON or YAML plan file"
-        ) from None
+    text = await read_text_file(Path(args.file), "a JSON or YAML plan file")
 
     async def run(coord: Coordinator) -> int:
         imported = await coord.plans.import_plan(OPERATOR, text, project=args.project)
@@ -193,17 +189,6 @@ async def cmd_plan_critical_path(args: argparse.Namespace) -> int:
     return await _with_coordinator(args, run)
 
 
-def _not_yet(command: str, arrives_with: str) -> Handler:
-    async def handler(args: argparse.Namespace) -> int:
-        print(
-            f"yokeflow {command} is not available in this version yet (it arrives with {arrives_with}).",
-            file=sys.stderr,
-        )
-        return 2
-
-    return handler
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yokeflow",
@@ -230,19 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_plan_commands(commands)
     add_serve_command(commands)
-    for name, help_text, arrives_with in (
-        ("launch", "start persona agents that pull their own work", "the launcher"),
-        ("demo", "run a whole sample project with simulated agents", "the launcher"),
-    ):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        sub.set_defaults(handler=_not_yet(name, arrives_with))
+    add_launch_command(commands)
+    add_repo_command(commands)
+    add_demo_command(commands)
     return parser
 
 
 def _add_plan_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    plan = commands.add_parser("plan", help="import, show and analyse a project's plan")
-    actions = plan.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
+    from launcher.spec_planner import add_spec_options
+
+    plan = commands.add_parser(
+        "plan", help="plan a spec (--spec FILE), or import, show and analyse a project's plan"
+    )
+    add_spec_options(plan)
+    actions = plan.add_subparsers(dest="plan_command", metavar="ACTION")
     imported = actions.add_parser(
         "import", help="create the epics, tasks and dependencies of a JSON/YAML plan file"
     )

@@ -76,3 +76,26 @@ def test_plan_import_of_a_bad_file_changes_nothing(tmp_path: Path) -> None:
     result = yokeflow("plan", "import", str(broken), cwd=tmp_path)
     assert result.returncode == 1 and "line" in result.stderr and "Traceback" not in result.stderr
     assert "no projects yet" in yokeflow("status", cwd=tmp_path).stdout
+
+
+def test_repo_check_reports_committed_clutter_and_fix_adds_the_ignores(tmp_path: Path) -> None:
+    from tests.gitrepo import git, make_repo
+
+    repo = make_repo(tmp_path / "app")
+    (repo / "node_modules").mkdir()
+    (repo / "node_modules" / "left-pad.js").write_text("x")
+    (repo / ".env").write_text("SECRET=1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "oops")
+    check = yokeflow("repo", "check", cwd=repo)
+    assert check.returncode == 1
+    assert "git rm -r --cached -- node_modules" in check.stdout and ".env is committed" in check.stdout
+    fixed = yokeflow("repo", "fix", cwd=repo)
+    assert fixed.returncode == 0 and "node_modules/" in (repo / ".gitignore").read_text()
+    assert "already has" in yokeflow("repo", "fix", cwd=repo).stdout  # idempotent
+    missing = yokeflow("repo", "check", "--repo", str(tmp_path / "nowhere"), cwd=repo)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    not_git = yokeflow("repo", "check", cwd=plain)
+    assert not_git.returncode == 1 and "not inside a git repository" in not_git.stderr

@@ -1,0 +1,1 @@
+"""Runners: how one agent's OS process is started (sim, command, claude)."""
