@@ -303,7 +303,21 @@ class CostConfig(_Section):
     )
     model_overrides: dict[str, str] = Field(
         default_factory=dict,
-        description="Which model a task type or epic priority gets.",
+        description="Which model a task type or epic priority gets: keys domain:NAME (or a bare "
+        "domain name) and priority:N.",
+    )
+    tier_sonnet_at: float = _number(
+        0.2, "Complexity score from which a task gets sonnet rather than haiku.", ge=0, le=1
+    )
+    tier_opus_at: float = _number(0.55, "Complexity score from which a task gets opus.", ge=0, le=1)
+    history_min_samples: int = _number(
+        5, "Finished attempts a model needs in a domain and complexity band before its record counts.", ge=1
+    )
+    history_tolerance: float = _number(
+        0.05, "How much lower a cheaper model's success rate may be and still be preferred.", ge=0, le=1
+    )
+    cheapest_at_fraction: float = _number(
+        0.95, "Share of the budget spent from which every task gets the cheapest model.", gt=0, le=1
     )
     pricing: dict[str, ModelPrice] = Field(
         default_factory=_default_pricing,
@@ -323,6 +337,37 @@ class CostConfig(_Section):
                 {**base, **entry} if isinstance(base, dict) and isinstance(entry, Mapping) else entry
             )
         return merged
+
+    @field_validator("model_overrides")
+    @classmethod
+    def _check_override_keys(cls, overrides: dict[str, str]) -> dict[str, str]:
+        for key in overrides:
+            kind, _, value = key.partition(":")
+            if kind == "priority" and not value.strip().lstrip("-").isdigit():
+                raise _key_problem(
+                    (key,), key, "a priority key needs a whole number after the colon, e.g. priority:0"
+                )
+            if kind == "domain" and not value.strip():
+                raise _key_problem(
+                    (key,), key, "a domain key needs a domain after the colon, e.g. domain:security"
+                )
+        return overrides
+
+    @field_validator("tier_opus_at")
+    @classmethod
+    def _opus_above_sonnet(cls, value: float, info: ValidationInfo) -> float:
+        sonnet = info.data.get("tier_sonnet_at")
+        if sonnet is not None and value <= sonnet:
+            raise ValueError(f"must be greater than cost.tier_sonnet_at ({sonnet:g})")
+        return value
+
+    @field_validator("cheapest_at_fraction")
+    @classmethod
+    def _cheapest_after_warning(cls, value: float, info: ValidationInfo) -> float:
+        warn = info.data.get("warn_at_fraction")
+        if warn is not None and value < warn:
+            raise ValueError(f"must be at least cost.warn_at_fraction ({warn:g})")
+        return value
 
     @model_validator(mode="after")
     def _models_are_priced(self) -> CostConfig:
@@ -427,8 +472,8 @@ _ALLOWED = {
     "parallel.test_command": "must be a shell command (a string), or null for no test gate",
     "learning.domains": "must be a non-empty list of unique lowercase names, e.g. [api, general]",
     "cost.budget_limit_usd": "must be a number greater than 0 (USD), or null for no limit",
-    "cost.model_overrides": "must be a mapping of task type or epic priority name to a model name, "
-    "e.g. {critical_tasks: opus}",
+    "cost.model_overrides": "must be a mapping of task type (domain:NAME, or a bare domain name) or "
+    "epic priority (priority:N) to a model name, e.g. {domain:security: opus, priority:0: opus}",
     "cost.pricing": "must be a mapping of model name to {input, output, cache_read, cache_write} "
     "in USD per million tokens",
 }

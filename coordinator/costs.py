@@ -1,4 +1,4 @@
-"""The cost ledger: tokens and dollars per task, agent and model, and the budget warning."""
+"""The cost ledger: tokens and dollars per task, agent and model, the budget warning, and its reports."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ import math
 
 from pydantic import BaseModel, Field
 
-from coordinator.config import ModelPrice
 from coordinator.context import Caller, ServiceBase, require_role
+from coordinator.cost_reports import (
+    CostBreakdown,
+    CostForecast,
+    ModelStats,
+    cost_breakdown,
+    cost_forecast,
+    model_stats,
+)
 from coordinator.errors import InvalidInput
 from coordinator.events import append_event
+from coordinator.pricing import price_of
 from coordinator.queries import get_task
 from coordinator.storage.base import Tx
 
@@ -44,15 +52,6 @@ class CostSummary(BaseModel):
     by_model: list[CostLine]
     by_agent: list[CostLine]
     by_task: list[CostLine]
-
-
-def price_of(model: str, pricing: dict[str, ModelPrice]) -> ModelPrice | None:
-    """The price of a model: its own entry, else the tier its name contains (claude-sonnet-4-5 → sonnet)."""
-    if model in pricing:
-        return pricing[model]
-    lowered = model.lower()
-    matches = [name for name in pricing if name.lower() in lowered]
-    return pricing[max(matches, key=len)] if matches else None
 
 
 class CostService(ServiceBase):
@@ -174,6 +173,24 @@ class CostService(ServiceBase):
             budget_used_fraction=None if limit is None else total / limit,
             **lines,
         )
+
+    async def breakdown(self, caller: Caller, *, project: int | str | None = None) -> CostBreakdown:
+        """Spend by model, persona, epic and task type (the task's domain)."""
+        async with self.store.transaction(write=False) as tx:
+            target = await self.resolve_project(tx, caller, project)
+            return await cost_breakdown(tx, target.id, self.config.cost)
+
+    async def forecast(self, caller: Caller, *, project: int | str | None = None) -> CostForecast:
+        """What the remaining tasks should cost, from measured tasks of similar complexity, against the budget."""
+        async with self.store.transaction(write=False) as tx:
+            target = await self.resolve_project(tx, caller, project)
+            return await cost_forecast(tx, target.id, self.config.cost)
+
+    async def model_stats(self, caller: Caller, *, project: int | str | None = None) -> ModelStats:
+        """Success rate and cost per model, domain and complexity band, from finished tasks."""
+        async with self.store.transaction(write=False) as tx:
+            target = await self.resolve_project(tx, caller, project)
+            return await model_stats(tx, target.id, self.config.cost)
 
 
 async def spent_usd(tx: Tx, project_id: int) -> float:

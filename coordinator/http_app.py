@@ -26,16 +26,21 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from coordinator import __version__
+from coordinator.dashboard_routes import dashboard_routes
+from coordinator.rest import RestContext, rest_routes
 from coordinator.service import Coordinator
 
 McpFactory = Callable[[Coordinator], MCPServer[Any]]
 """Builds the MCP server of one path over the open coordinator."""
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 5
+"""How long a stopping server waits for open requests: event streams never end on their own."""
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -122,6 +127,7 @@ def build_app(
     `sweep_interval_seconds`: how often the background sweep runs (default: the heartbeat interval).
     """
     state = _State()
+    rest = RestContext(allow_operator=not require_token, security=transport_security)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -142,10 +148,10 @@ def build_app(
                     )
                     await stack.enter_async_context(server.session_manager.run())
                     state.endpoints[path] = StreamableHTTPASGIApp(server.session_manager)
-                state.coord = coord
+                state.coord = rest.coord = coord
                 yield
         finally:
-            state.coord = None
+            state.coord = rest.coord = None
             state.endpoints.clear()
             await coord.close()
 
@@ -171,9 +177,13 @@ def build_app(
             }
         )
 
-    routes = [Route("/api/health", health, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/api/health", health, methods=["GET"])]
     routes += [Route(path, endpoint=_McpEndpoint(state, path, require_token)) for path in mcp]
-    return Starlette(routes=routes, lifespan=lifespan)
+    routes += rest_routes(rest)  # the REST API and the event stream (coordinator/rest/)
+    routes += dashboard_routes()  # the web dashboard at / (coordinator/dashboard/)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.rest = rest
+    return app
 
 
 def _start(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

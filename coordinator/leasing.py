@@ -19,15 +19,20 @@ from coordinator.storage.base import Tx
 _UNFINISHED = "('pending', 'in_progress', 'merging', 'failed', 'conflict', 'rejected')"
 
 
-def ready_condition(persona_clause: str) -> str:
-    """Ready tasks of project $1 at time $2 (persona $3 is matched by `persona_clause`)."""
+def ready_condition(persona_clause: str, agent_clause: str = "") -> str:
+    """Ready tasks of project $1 at time $2 (persona $3 is matched by `persona_clause`).
+
+    Parked tasks are never ready; `agent_clause` (the claim's) keeps tasks assigned to another
+    agent out.
+    """
     return f"""
     t.project_id = $1
     AND t.status IN ('pending', 'in_progress')  -- lets SQLite walk the partial claim index in order
     AND (t.status = 'pending'
          OR (t.status = 'in_progress' AND t.lease_expires_at < $2 AND t.attempts < t.max_attempts))
     AND t.available_at <= $2
-    AND {persona_clause}
+    AND NOT t.parked
+    AND {persona_clause}{agent_clause}
     AND NOT EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_task_id
                     WHERE d.task_id = t.id AND d.kind = 'hard' AND p.status IN {_UNFINISHED})
     AND NOT EXISTS (SELECT 1 FROM epic_dependencies ed JOIN tasks p ON p.epic_id = ed.depends_on_epic_id
@@ -35,6 +40,7 @@ def ready_condition(persona_clause: str) -> str:
 
 
 _SUITS_PERSONA = "(t.persona IS NULL OR t.persona = $3)"
+_FOR_AGENT = " AND (t.assigned_agent IS NULL OR t.assigned_agent = $4)"  # $4: the claiming agent
 # A task whose branch waits in the merge queue still holds its files: a task that shares one
 # and started now would branch from a target without that change and conflict at its merge.
 NO_FILE_CONFLICT = """
@@ -63,7 +69,7 @@ UPDATE tasks SET
     updated_at = $2
 WHERE id = (
     SELECT t.id FROM tasks t
-    WHERE {ready_condition(_SUITS_PERSONA)}{conflicts}
+    WHERE {ready_condition(_SUITS_PERSONA, _FOR_AGENT)}{conflicts}
     ORDER BY t.priority, t.remaining_path DESC, t.id
     LIMIT 1{lock})
 RETURNING *,

@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 
 from pydantic import BaseModel, Field
 
+from coordinator.config import DEFAULT_DOMAINS
 from coordinator.context import Caller, Role, ServiceBase, require_role
+from coordinator.domains import classify_domain
 from coordinator.errors import InvalidInput, NotFound
 from coordinator.events import append_event
 from coordinator.graph import DependencyGraph
@@ -122,16 +124,41 @@ class PlanWriter:
     """
 
     def __init__(
-        self, tx: Tx, *, project_id: int, graph: DependencyGraph, now: float, actor: str, max_attempts: int
+        self,
+        tx: Tx,
+        *,
+        project_id: int,
+        graph: DependencyGraph,
+        now: float,
+        actor: str,
+        max_attempts: int,
+        domains: Sequence[str] = DEFAULT_DOMAINS,
     ) -> None:
         self.tx, self.project_id, self.graph, self.now = tx, project_id, graph, now
-        self.actor, self.max_attempts = actor, max_attempts
+        self.actor, self.max_attempts, self.domains = actor, max_attempts, domains
         self.keys: dict[str, int] = {}
 
     @classmethod
-    async def open(cls, tx: Tx, project_id: int, now: float, actor: str, max_attempts: int) -> PlanWriter:
+    async def open(
+        cls,
+        tx: Tx,
+        project_id: int,
+        now: float,
+        actor: str,
+        max_attempts: int,
+        domains: Sequence[str] = DEFAULT_DOMAINS,
+    ) -> PlanWriter:
+        """`domains`: learning.domains, which a task without a domain is classified into."""
         graph = await load_graph(tx, project_id)
-        return cls(tx, project_id=project_id, graph=graph, now=now, actor=actor, max_attempts=max_attempts)
+        return cls(
+            tx,
+            project_id=project_id,
+            graph=graph,
+            now=now,
+            actor=actor,
+            max_attempts=max_attempts,
+            domains=domains,
+        )
 
     def note_event(self, kind: str, task_id: int | None = None, /, **payload: object) -> None:
         append_event(
@@ -179,6 +206,9 @@ class PlanWriter:
         if spec.epic_id is not None:
             await get_epic(self.tx, spec.epic_id, project_id=self.project_id)
         await check_persona(self.tx, spec.persona, f"{field}.persona")
+        domain = spec.domain or classify_domain(
+            spec.title, spec.description, spec.predicted_files, self.domains
+        )
         try:
             row = await self.tx.fetchrow(
                 "INSERT INTO tasks (project_id, epic_id, local_key, title, description, action, priority, "
@@ -193,7 +223,7 @@ class PlanWriter:
                 spec.action,
                 spec.priority,
                 spec.persona,
-                spec.domain,
+                domain,
                 encode_json(spec.predicted_files),
                 spec.estimate,
                 spec.max_attempts or self.max_attempts,
@@ -333,7 +363,12 @@ class PlanningService(ServiceBase):
         async with self.store.transaction() as tx:
             target = await self.resolve_project(tx, caller, project)
             writer = await PlanWriter.open(
-                tx, target.id, self.now(), caller.name, self.config.leases.max_attempts
+                tx,
+                target.id,
+                self.now(),
+                caller.name,
+                self.config.leases.max_attempts,
+                self.config.learning.domains,
             )
             yield writer
             await writer.finish()

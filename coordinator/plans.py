@@ -51,7 +51,9 @@ class PlanService(ServiceBase):
         async with self.store.transaction() as tx:
             now = self.now()
             target = await self._import_target(tx, caller, name, now)
-            writer = await PlanWriter.open(tx, target.id, now, caller.name, self.config.leases.max_attempts)
+            writer = await PlanWriter.open(
+                tx, target.id, now, caller.name, self.config.leases.max_attempts, self.config.learning.domains
+            )
             epic_ids, task_ids = await _write_plan(tx, writer, parsed)
             await writer.finish()
             plan = await self._build(tx, target.id, caller.name, now)
@@ -106,7 +108,9 @@ class PlanService(ServiceBase):
             builder = await _builder(tx, target.id, self.config.parallel.max_concurrency)
             current = ExecutionPlan.model_validate(stored) if stored else builder.build()
             result = builder.apply_patch(current, patch)
-            writer = await PlanWriter.open(tx, target.id, now, caller.name, self.config.leases.max_attempts)
+            writer = await PlanWriter.open(
+                tx, target.id, now, caller.name, self.config.leases.max_attempts, self.config.learning.domains
+            )
             for edge in result.edges_to_add:
                 await writer.link(edge.before, edge.after, edge.kind, "sequential")
             await writer.finish()

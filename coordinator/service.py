@@ -13,10 +13,14 @@ from coordinator.context import Wakeup
 from coordinator.costs import CostService
 from coordinator.errors import YokeflowError
 from coordinator.events import NOTIFY_CHANNEL
+from coordinator.expertise import ExpertiseService
+from coordinator.expertise_docs import EXPERTS_DIR
+from coordinator.expertise_files import sync_all
 from coordinator.merge_queue import MergeQueue
 from coordinator.observe import ObserverService
 from coordinator.planning import PlanningService
 from coordinator.plans import PlanService
+from coordinator.steering import SteeringService
 from coordinator.storage import Store, StoreOptions, open_store
 from coordinator.storage.base import Clock
 from coordinator.work import WorkService
@@ -26,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class Coordinator:
-    """Planning, plans, work (leases and task states), agents, costs and observation over one store."""
+    """Planning, plans, work (leases and task states), agents, costs, observation and steering over one store."""
 
     def __init__(self, store: Store, config: Config | None = None, *, repo: Path | None = None) -> None:
         self.store = store
@@ -40,6 +44,8 @@ class Coordinator:
         self.plans = PlanService(store, self.config, self.wakeup)
         self.costs = CostService(store, self.config, self.wakeup)
         self.observe = ObserverService(store, self.config, self.wakeup)
+        self.steering = SteeringService(store, self.config, self.wakeup)
+        self.expertise = ExpertiseService(store, self.config, self.wakeup, self.workspaces)
 
     @classmethod
     async def open(
@@ -94,6 +100,24 @@ class Coordinator:
         said: list[str] = []
         for ws in await self.workspaces.all():
             said += await recover_workspace(self.store, ws)
+        return said + await self.import_expertise_edits()
+
+    async def import_expertise_edits(self) -> list[str]:
+        """Take in hand edits of `.claude/commands/experts/*/expertise.yaml`, for repositories that have them."""
+        said: list[str] = []
+        async with self.store.transaction(write=False) as tx:
+            project_ids = [r["id"] for r in await tx.fetch("SELECT id FROM projects ORDER BY id")]
+        for project_id in project_ids:
+            ws = await self.workspaces.of_project(project_id)
+            if ws is None or not await asyncio.to_thread((ws.root / EXPERTS_DIR).is_dir):
+                continue
+            for report in await sync_all(self.store, ws.root, project_id, config=self.config):
+                if report.problem:
+                    said.append(f"expertise {report.domain}: {report.problem}")
+                elif report.imported_version is not None:
+                    said.append(
+                        f"expertise {report.domain}: imported hand edits as version {report.imported_version}"
+                    )
         return said
 
     async def merge_forever(self) -> None:

@@ -7,6 +7,7 @@ an audit event. The allowed transitions are the table `TRANSITIONS`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import Any, Literal, NoReturn
 
@@ -17,6 +18,8 @@ from coordinator.context import Caller, ServiceBase, Wakeup, require_role
 from coordinator.costs import spent_usd
 from coordinator.errors import InvalidInput, NotFound, StateConflict, YokeflowError
 from coordinator.events import append_event
+from coordinator.expertise_files import sync_files
+from coordinator.expertise_hooks import expertise_context, learn_from_outcome, task_domain
 from coordinator.leasing import (
     BackoffPolicy,
     ClaimedRow,
@@ -24,12 +27,14 @@ from coordinator.leasing import (
     has_ready_task_for_other_personas,
     leased_task,
 )
+from coordinator.model_selection import recommend_model
 from coordinator.planning import NewTask, PlanWriter
 from coordinator.queries import get_task, task_tests
 from coordinator.records import Agent, Merge, Task, TaskStatus, TaskTest
 from coordinator.storage.base import Store, Tx, decode_json, encode_json
 from coordinator.workspaces import MergeResult, MergeTicket, Workspaces
 
+log = logging.getLogger(__name__)
 S = TaskStatus
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELLED}),
@@ -37,8 +42,9 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.MERGING: frozenset({S.DONE, S.CONFLICT, S.REJECTED}),
     S.DONE: frozenset({S.PENDING}),
     S.FAILED: frozenset({S.PENDING, S.CANCELLED}),
-    S.CONFLICT: frozenset({S.PENDING, S.DONE, S.CANCELLED}),  # done: a follow-up's merge resolved it
-    S.REJECTED: frozenset({S.PENDING, S.DONE, S.CANCELLED}),
+    # done: a follow-up's merge resolved it (or a person did); merging: its merge was retried
+    S.CONFLICT: frozenset({S.PENDING, S.MERGING, S.DONE, S.CANCELLED}),
+    S.REJECTED: frozenset({S.PENDING, S.MERGING, S.DONE, S.CANCELLED}),
     S.CANCELLED: frozenset({S.PENDING}),
 }
 MAX_WAIT_SECONDS = 300.0
@@ -335,6 +341,10 @@ class WorkService(ServiceBase):
             tests=await task_tests(tx, task.id) if claimed.has_tests else [],
             handoff_note=task.progress_note,
             previous_error=task.last_error,
+            model_recommendation=(await recommend_model(tx, task=task, config=self.config)).model_dump(),
+            expertise=await expertise_context(tx, project_id=task.project_id, domain=task.domain)
+            if self.config.learning.enabled
+            else None,
         )
 
     async def _why_not_ready(self, tx: Tx, task_id: int, agent: Agent, now: float) -> NoWork:
@@ -369,17 +379,19 @@ class WorkService(ServiceBase):
         rows = await tx.fetch(
             "SELECT status, COUNT(*) AS n, "
             "SUM(CASE WHEN status = 'pending' AND available_at > $2 THEN 1 ELSE 0 END) AS backoff, "
-            "SUM(CASE WHEN status = 'in_progress' AND lease_expires_at >= $2 THEN 1 ELSE 0 END) AS live "
+            "SUM(CASE WHEN status = 'in_progress' AND lease_expires_at >= $2 THEN 1 ELSE 0 END) AS live, "
+            "SUM(CASE WHEN status = 'pending' AND (parked OR assigned_agent IS NOT NULL) THEN 1 ELSE 0 END) AS held "
             "FROM tasks WHERE project_id = $1 GROUP BY status",
             project_id,
             now,
         )
         counts = {s.value: 0 for s in TaskStatus}
-        backoff = live = 0
+        backoff = live = held = 0
         for r in rows:
             counts[r["status"]] = int(r["n"])
             backoff += int(r["backoff"] or 0)
             live += int(r["live"] or 0)
+            held += int(r["held"] or 0)
         counts["running"], counts["in_backoff"] = live, backoff
         open_tasks = sum(
             counts[s.value] for s in (S.PENDING, S.IN_PROGRESS, S.MERGING, S.CONFLICT, S.REJECTED)
@@ -423,14 +435,22 @@ class WorkService(ServiceBase):
                 message=f"the ready tasks are for other personas than {persona!r}; "
                 "wait for tasks that suit you.",
             )
+        steered = f"{held} pending tasks are parked or assigned to a particular agent; " if held else ""
         if live or backoff or counts[S.MERGING] or counts[S.IN_PROGRESS]:
             return NoWork(
                 reason="waiting",
                 counts=counts,
                 retry_after_seconds=retry,
                 message=f"{counts[S.PENDING]} tasks wait on {live} running ones"
-                f"{f' and {backoff} in retry backoff' if backoff else ''}; "
+                f"{f' and {backoff} in retry backoff' if backoff else ''}; {steered}"
                 "claim again with wait_seconds to be woken when one is ready.",
+            )
+        if held:
+            return NoWork(
+                reason="waiting",
+                counts=counts,
+                retry_after_seconds=retry,
+                message=f"{steered}wait until a person unparks or reassigns them.",
             )
         return NoWork(
             reason="blocked_by_failures",
@@ -546,8 +566,53 @@ class WorkService(ServiceBase):
                 await self._enqueue_merge(tx, task, ticket, now, caller.name)
             if not merging:
                 await self._after_finish(tx, task, now, caller.name)
+            learned = await self._learn(
+                tx, task, failed=False, error=None, summary=summary, files=files_changed or [], now=now
+            )
         self.wakeup.notify()
+        await self._sync_expertise(task, learned)
         return Task.model_validate(done)
+
+    async def _learn(
+        self,
+        tx: Tx,
+        task: Task,
+        *,
+        failed: bool,
+        error: str | None,
+        summary: str | None,
+        files: list[str],
+        now: float,
+    ) -> bool:
+        """Feed an attempt's outcome to the task's domain expertise, in the same transaction."""
+        if not self.config.learning.enabled:
+            return False
+        return await learn_from_outcome(
+            tx,
+            task=task,
+            failed=failed,
+            error=error,
+            summary=summary,
+            files=files,
+            now=now,
+            config=self.config,
+        )
+
+    async def _sync_expertise(self, task: Task, learned: bool) -> None:
+        """Write the changed expertise to the repository's `.claude/` files (after the commit)."""
+        if not learned or self.workspaces is None:
+            return
+        ws = await self.workspaces.of_project(task.project_id)
+        try:
+            await sync_files(
+                self.store,
+                ws.root if ws else None,
+                task.project_id,
+                task_domain(task, self.config.learning.domains),
+                config=self.config,
+            )
+        except YokeflowError as exc:  # the store holds the expertise; the files catch up next time
+            log.warning("could not write the expertise files of task %s: %s", task.id, exc)
 
     async def _merge_ticket(
         self, task_id: int, lease_id: str, agent: Agent, commit: str | None
@@ -641,7 +706,9 @@ class WorkService(ServiceBase):
                     "retry_in_seconds": delay if retry else None,
                 },
             )
+            learned = await self._learn(tx, task, failed=True, error=error, summary=None, files=[], now=now)
         self.wakeup.notify()
+        await self._sync_expertise(task, learned)
         return Task.model_validate(updated)
 
     async def release(self, caller: Caller, *, task_id: int, lease_id: str, note: str | None = None) -> Task:
@@ -671,39 +738,136 @@ class WorkService(ServiceBase):
             caller, task_id, S.CANCELLED, "cancel", "task_cancelled", reason
         )
 
-    async def reopen(self, caller: Caller, *, task_id: int, reason: str = "") -> Task:
-        return await self._planner_transition(caller, task_id, S.PENDING, "reopen", "task_reopened", reason)
+    async def reopen(
+        self,
+        caller: Caller,
+        *,
+        task_id: int,
+        reason: str = "",
+        only_from: tuple[TaskStatus, ...] | None = None,
+    ) -> Task:
+        """Make the task pending again (attempts start over); `only_from` limits the states it may be in."""
+        return await self._planner_transition(
+            caller, task_id, S.PENDING, "reopen", "task_reopened", reason, sources=only_from
+        )
+
+    async def resolve(self, caller: Caller, *, task_id: int, reason: str = "") -> Task:
+        """Mark a conflict or rejected task done after a person merged its branch by hand."""
+        return await self._planner_transition(
+            caller, task_id, S.DONE, "resolve", "task_resolved", reason, sources=(S.CONFLICT, S.REJECTED)
+        )
 
     async def _planner_transition(
-        self, caller: Caller, task_id: int, target: TaskStatus, action: str, kind: str, reason: str
+        self,
+        caller: Caller,
+        task_id: int,
+        target: TaskStatus,
+        action: str,
+        kind: str,
+        reason: str,
+        sources: tuple[TaskStatus, ...] | None = None,
     ) -> Task:
         require_role(caller, ("operator", "planner"), f"{action} tasks")
         async with self.store.transaction() as tx:
             now = self.now()
             project = await self.resolve_project(tx, caller, None) if caller.agent else None
             task = await get_task(tx, task_id, project_id=project.id if project else None, for_update=True)
+            if sources is not None and task.status not in sources:
+                raise StateConflict(
+                    f"cannot {action} task {task_id}: it is {task.status.value}",
+                    fix=f"this applies to {' or '.join(s.value for s in sources)} tasks only",
+                )
             check_transition(task, target, action)
             reset = ", attempts = 0, available_at = 0, last_error = NULL" if target == S.PENDING else ""
             updated = await tx.fetchrow(
                 f"UPDATE tasks SET status = $2, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                f"completed_at = NULL, updated_at = $3{reset} WHERE id = $1 RETURNING *",
+                f"completed_at = $4, updated_at = $3{reset} WHERE id = $1 RETURNING *",
                 task_id,
                 target,
                 now,
+                now if target == S.DONE else None,
             )
             _task_event(tx, now, kind, caller, task, target, {"reason": reason})
-            if task.epic_id is not None:
-                if target == S.PENDING:
-                    await tx.execute(
-                        "UPDATE epics SET status = 'in_progress', completed_at = NULL, updated_at = $2 "
-                        "WHERE id = $1 AND status = 'done'",
-                        task.epic_id,
-                        now,
-                    )
-                else:
-                    await self._after_finish(tx, task, now, caller.name)
+            if target != S.PENDING:
+                await self._after_finish(tx, task, now, caller.name)
+            elif task.epic_id is not None:
+                await tx.execute(
+                    "UPDATE epics SET status = 'in_progress', completed_at = NULL, updated_at = $2 "
+                    "WHERE id = $1 AND status = 'done'",
+                    task.epic_id,
+                    now,
+                )
         self.wakeup.notify()
         return Task.model_validate(updated)
+
+    async def retry_merge(self, caller: Caller, *, merge_id: int) -> Merge:
+        """Queue a failed, conflicting or rejected merge again, from its branch's current head.
+
+        The task goes back to merging; a person (or a pushed fix) has changed the branch or the
+        target since. Refused while a follow-up task still works on the same branch.
+        """
+        require_role(caller, ("operator", "planner"), "retry merges")
+        async with self.store.transaction() as tx:
+            now = self.now()
+            lock = " FOR UPDATE" if tx.backend == "postgresql" else ""
+            row = await tx.fetchrow(f"SELECT * FROM merges WHERE id = $1{lock}", merge_id)
+            if row is None or (caller.project_id is not None and row["project_id"] != caller.project_id):
+                raise NotFound(
+                    f"merge {merge_id} does not exist in this project", fix="list the project's merges"
+                )
+            merge = Merge.model_validate(row)
+            task = await get_task(tx, merge.task_id, for_update=True)
+            await self._check_retry(tx, merge, task)
+            check_transition(task, S.MERGING, "retry the merge of")
+            requeued = await tx.fetchrow(
+                "UPDATE merges SET status = 'queued', runner = NULL, lease_expires_at = NULL, conflict_files = '[]', "
+                "test_output = NULL, merge_commit = NULL, target_before = NULL, head_commit = NULL, error = NULL, "
+                "queued_at = $2, started_at = NULL, finished_at = NULL WHERE id = $1 RETURNING *",
+                merge_id,
+                now,
+            )
+            await self._set_status(tx, task, S.MERGING, now)
+            _task_event(
+                tx,
+                now,
+                "merge_retried",
+                caller,
+                task,
+                S.MERGING,
+                {
+                    "merge_id": merge_id,
+                    "previous_status": merge.status.value,
+                    "conflict_files": merge.conflict_files,
+                    "error": merge.error,
+                },
+            )
+        self.wakeup.notify()
+        return Merge.model_validate(requeued)
+
+    async def _check_retry(self, tx: Tx, merge: Merge, task: Task) -> None:
+        if merge.status not in ("failed", "conflict", "rejected"):
+            raise StateConflict(
+                f"merge {merge.id} is {merge.status.value}",
+                fix="only a failed, conflict or rejected merge is retried",
+            )
+        newest = await tx.fetchval("SELECT MAX(id) FROM merges WHERE task_id = $1", task.id)
+        if newest != merge.id:
+            raise StateConflict(
+                f"merge {merge.id} is not the latest merge of task {task.id} (that is merge {newest})",
+                fix=f"retry merge {newest}",
+            )
+        follow_up = await tx.fetchval(
+            "SELECT id FROM tasks WHERE project_id = $1 AND branch = $2 AND id <> $3 "
+            "AND status IN ('pending', 'in_progress', 'merging') ORDER BY id LIMIT 1",
+            task.project_id,
+            merge.branch,
+            task.id,
+        )
+        if follow_up is not None:
+            raise StateConflict(
+                f"task {follow_up} is still working on branch {merge.branch}",
+                fix=f"let it finish (its merge settles task {task.id} too), or cancel task {follow_up} first",
+            )
 
     # ------------------------------------------------------------------------------ merges
 
@@ -801,7 +965,12 @@ class WorkService(ServiceBase):
         root_title = task.title if root == task.id else (await get_task(tx, root)).title
         reviewer = await tx.fetchval("SELECT name FROM personas WHERE name = 'reviewer'")
         writer = await PlanWriter.open(
-            tx, task.project_id, now, MERGE_QUEUE.name, self.config.leases.max_attempts
+            tx,
+            task.project_id,
+            now,
+            MERGE_QUEUE.name,
+            self.config.leases.max_attempts,
+            self.config.learning.domains,
         )
         verb = "Resolve the merge conflict of" if outcome.status == "conflict" else "Make the tests pass for"
         follow_up = await writer.add_task(

@@ -18,6 +18,7 @@ from coordinator.service import Coordinator
 from coordinator.storage import Store, StoreOptions, migrate, open_store, schema_status
 from launcher.demo import add_demo_command
 from launcher.files import read_text_file
+from launcher.init_command import add_init_command
 from launcher.launch import add_launch_command
 from launcher.repo_commands import add_repo_command
 from launcher.serve import add_serve_command
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(commands)
     add_launch_command(commands)
     add_repo_command(commands)
+    add_init_command(commands)
     add_demo_command(commands)
     return parser
 

@@ -9,11 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
-
 from coordinator.config import Config
 from coordinator.errors import YokeflowError
-from launcher.serve import build_http_app
+from launcher.serve import build_http_app, http_server
 
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 60.0
@@ -33,7 +31,7 @@ async def embedded_server(url: str, config: Config, *, repo: Path | None = None)
     """
     port = free_port()
     app = build_http_app(url, config, host=HOST, repo=repo)
-    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", lifespan="on"))
+    server = http_server(app, host=HOST, port=port, log_level="warning")
     thread = threading.Thread(target=server.run, name="yokeflow-http", daemon=True)
     thread.start()
     try:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -17,7 +18,13 @@ from starlette.applications import Starlette
 
 from coordinator.config import Config
 from coordinator.errors import ConfigError, InvalidInput
-from coordinator.http_app import McpFactory, build_app, host_protection, is_loopback
+from coordinator.http_app import (
+    SHUTDOWN_GRACE_SECONDS,
+    McpFactory,
+    build_app,
+    host_protection,
+    is_loopback,
+)
 from coordinator.service import Coordinator
 from coordinator.storage.base import Clock
 from tools.runtime import Identity, Runtime
@@ -144,8 +151,32 @@ async def run_http(
     app = build_http_app(
         url, config, host=host, require_token=require_token, allowed_hosts=allowed_hosts, repo=repo
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
-    await server.serve()
+    await http_server(app, host=host, port=port, log_level=log_level).serve()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that ends the app's open event streams as soon as it starts to shut down."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.app.state.rest.closing = True  # a dashboard's stream would otherwise hold the shutdown up
+        await super().shutdown(sockets)
+
+
+def http_server(app: Starlette, *, host: str, port: int, log_level: str = "info") -> uvicorn.Server:
+    """The uvicorn server of the app (`build_http_app`), which also ends its event streams when stopping."""
+    options = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,  # a client that holds on longer is cut off
+    )
+    return _Server(options, app)
 
 
 def serve_http(

@@ -184,7 +184,8 @@ async def test_cost_and_usage_of_each_session_are_recorded_against_its_task(
         assert await agent.run(_slot(base, token, worktree), asyncio.Event()) == 0
 
         assert [o.cwd for o in sessions.options] == [worktree, worktree]
-        assert [o.model for o in sessions.options] == ["sonnet", "sonnet"]  # the implementer's model
+        # small tasks: the claim recommends the cheapest tier (see coordinator/model_selection.py)
+        assert [o.model for o in sessions.options] == ["haiku", "haiku"]
         assert sessions.options[0].max_budget_usd == pytest.approx(4.0)  # 5.0 budget - 1.0 spent
         assert sessions.options[1].max_budget_usd == pytest.approx(4.0 - 0.0123)
         async with http_client(f"{base}/mcp/observer") as observer:
@@ -202,7 +203,7 @@ async def test_cost_and_usage_of_each_session_are_recorded_against_its_task(
         assert by_task[str(second["id"])]["input_tokens"] == 1200
         by_model = {line["key"]: line["cost_usd"] for line in costs["by_model"]}
         assert by_model == pytest.approx(
-            {"opus": 1.0, "sonnet": 0.0123, "claude-sonnet-4-5": 0.02, "claude-haiku-4-5": 0.001}
+            {"opus": 1.0, "haiku": 0.0123, "claude-sonnet-4-5": 0.02, "claude-haiku-4-5": 0.001}
         )
 
 

@@ -19,7 +19,7 @@ PLANNER = PLAN_READS | {
 }  # fmt: skip
 WORKER = {
     "register_agent", "update_agent", "claim_task", "heartbeat", "complete_task", "fail_task", "release_task",
-    "update_test_result", "record_cost",
+    "update_test_result", "record_cost", "record_learning", "get_expertise",
 }  # fmt: skip
 OBSERVER = {
     "project_status",
@@ -30,6 +30,8 @@ OBSERVER = {
     "get_costs",
     "list_merges",
     "ping",
+    "get_cost_forecast",
+    "get_model_stats",
 }
 YOKEFLOW = {
     "task_status", "get_next_task", "claim_next_task", "list_epics", "get_epic", "list_tasks", "get_task",

@@ -365,7 +365,11 @@ async def test_claims_are_atomic_across_processes(database: Database, tmp_path: 
 
             completed = [t for report in reports for ids in report["completed"].values() for t in ids]
             assert sorted(completed) == sorted(task_ids)
-            assert all(any(r["completed"].values()) for r in reports), "a process never got work"
+            # The race is real when work was shared across processes (on a loaded machine one late
+            # starter may find the DAG drained by the others).
+            assert sum(1 for r in reports if any(r["completed"].values())) >= 2, (
+                "one process did all the work"
+            )
             events = await assert_every_task_done_once_safely(coord, await project_id_of(coord, "shared"))
             claimers = {e.agent_id for e in events if e.kind == "task_claimed"}
             assert len(claimers) > 4
@@ -557,7 +561,7 @@ async def test_retryable_failure_runs_at_most_max_attempts_with_growing_delays(
         "task_claimed",
         "task_failed",
     ]
-    final = events[-1]
+    final = next(e for e in reversed(events) if e.kind == "task_failed")  # expertise events may follow
     assert final.payload["attempt"] == 4 and final.payload["error"] == "boom 4"
     assert [
         e.payload["retry_in_seconds"] for e in events if e.kind == "task_retry_scheduled"

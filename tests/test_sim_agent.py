@@ -66,7 +66,8 @@ async def test_sim_agents_work_a_plan_with_heartbeats_and_costs(database: Databa
     assert len(costs["by_task"]) == len(task_ids) and all(
         line["operations"] == 1 for line in costs["by_task"]
     )
-    assert {line["key"] for line in costs["by_model"]} == {"sonnet"} and costs["total_usd"] > 0
+    # the sim records its cost under the model each claim recommended (haiku for these small tasks)
+    assert {line["key"] for line in costs["by_model"]} == {"haiku"} and costs["total_usd"] > 0
     assert {e["agent_id"] for e in events if e["kind"] == "task_completed"} <= {s.agent_id for s in slots}
 
 

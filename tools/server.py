@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from coordinator import __version__
 from coordinator.errors import YokeflowError
+from tools.costs_tools import TOOLS as COSTS
 from tools.errors import describe_error, describe_validation
+from tools.learning import TOOLS as LEARNING
 from tools.observer import TOOLS as OBSERVER
 from tools.planner import TOOLS as PLANNER
 from tools.plans import TOOLS as PLANS
@@ -42,7 +44,7 @@ INSTRUCTIONS: dict[Profile, str] = {
     "worker": "Work loop: claim_task(wait_seconds=…) → heartbeat while working → complete_task or fail_task. "
     'If a call answers "lease lost", stop working on that task and claim again. record_cost after each piece of work.',
     "observer": "Read-only views: project_status, list_tasks, get_task, list_agents, get_events (a cursor), "
-    "get_costs.",
+    "list_merges, get_costs, get_cost_forecast, get_model_stats.",
     "yokeflow": "YokeFlow task manager tools: get_next_task respects dependencies; claim_next_task(worker_id) "
     "leases a task; update_task_status(task_id, done) completes or reopens it.",
     "all": "YokeFlow coordinator: planner, worker, observer and YokeFlow-compatible tools in one list.",
@@ -54,8 +56,8 @@ def profile_tools(profile: Profile) -> list[ToolSpec]:
     reads = OBSERVER.pick("project_status", "list_tasks", "get_task", "ping")
     chosen: dict[Profile, list[ToolSpec]] = {
         "planner": [*PLANNER, *PLANS, *reads],
-        "worker": [*WORKER, *OBSERVER.pick("get_task", "ping")],
-        "observer": list(OBSERVER),
+        "worker": [*WORKER, *LEARNING, *OBSERVER.pick("get_task", "ping")],
+        "observer": [*OBSERVER, *COSTS],
         "yokeflow": [*YOKEFLOW, *YOKEFLOW_SHARED],
     }
     specs = chosen.get(profile) or [
