@@ -36,16 +36,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_scheduling import Shape  # the scheduling suite's shapes (bench/ is on the path)
+import bench_scheduling as scheduling  # the scheduling suite's shapes (bench/ is on the path)
+from bench_scheduling import Shape
 
 from coordinator.config import Config
 from coordinator.context import OPERATOR
-from coordinator.graph import DependencyGraph, Edge
+from coordinator.graph import DependencyGraph
 from coordinator.scheduling import lower_bound, pull_makespan
 from coordinator.service import Coordinator
 from launcher.demo import all_events, make_repository
@@ -59,64 +61,13 @@ CONNECT_TIMEOUT_SECONDS = 120.0
 
 # --------------------------------------------------------------------- the shapes, scaled down
 
-
-def chain(rng: random.Random) -> Shape:
-    return Shape("chain of 16", [None] * 16, [Edge(t, t + 1) for t in range(15)])
-
-
-def fan(rng: random.Random) -> Shape:
-    middle = range(1, 17)
-    return Shape(
-        "fan-out 1 -> 16 -> 1", [None] * 18, [Edge(0, t) for t in middle] + [Edge(t, 17) for t in middle]
-    )
-
-
-def diamonds(rng: random.Random) -> Shape:
-    """Five diamonds in series: top -> three sides -> bottom, each bottom the next top."""
-    edges = []
-    for d in range(5):
-        top, bottom = 4 * d, 4 * d + 4
-        edges += [Edge(top, side) for side in range(top + 1, top + 4)]
-        edges += [Edge(side, bottom) for side in range(top + 1, top + 4)]
-    return Shape("5 diamonds in series", [None] * 21, edges)
-
-
-def layered(rng: random.Random) -> Shape:
-    """24 tasks in 4 layers of 6; each task after 2 random tasks of the 2 layers before it."""
-    edges = {
-        Edge(rng.randrange(max(0, layer - 2) * 6, layer * 6), layer * 6 + t)
-        for layer in range(1, 4)
-        for t in range(6)
-        for _ in range(2)
-    }
-    return Shape("random layered, 24 tasks", [None] * 24, sorted(edges, key=lambda e: (e.before, e.after)))
-
-
-def app(rng: random.Random) -> Shape:
-    """A 4-epic app: foundation before backend and frontend, both before release; inside each epic
-    tasks follow 0-2 earlier ones; two frontend tasks wait for backend tasks (API before page)."""
-    sizes = {0: 3, 1: 7, 2: 7, 3: 3}
-    epics = [epic for epic, size in sizes.items() for _ in range(size)]
-    start = {epic: epics.index(epic) for epic in sizes}
-    edges: set[Edge] = set()
-    for task, epic in enumerate(epics):
-        earlier = range(start[epic], task)
-        for before in rng.sample(earlier, k=min(len(earlier), rng.randint(0, 2))):
-            edges.add(Edge(before, task))
-    for _ in range(2):
-        edges.add(Edge(rng.randrange(start[1], start[2]), rng.randrange(start[2], start[3])))
-    epic_edges = [Edge(0, 1), Edge(0, 2), Edge(1, 3), Edge(2, 3)]
-    return Shape(
-        "4-epic app plan, 20 tasks", epics, sorted(edges, key=lambda e: (e.before, e.after)), epic_edges
-    )
-
-
+# bench_scheduling's shapes at sizes that take seconds, not minutes, with real agents.
 SHAPES: dict[str, Callable[[random.Random], Shape]] = {
-    "chain": chain,
-    "fan": fan,
-    "diamonds": diamonds,
-    "layered": layered,
-    "app": app,
+    "chain": partial(scheduling.chain, n=16),
+    "fan": partial(scheduling.fan, n=16),
+    "diamonds": partial(scheduling.diamonds, count=5),
+    "layered": partial(scheduling.layered, layers=4, width=6),
+    "app": partial(scheduling.app, sizes=(3, 7, 7, 3), crossing=2),
 }
 
 

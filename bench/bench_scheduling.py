@@ -47,42 +47,45 @@ class Shape:
         return graph
 
 
-def chain(rng: random.Random) -> Shape:
-    return Shape("chain of 40", [None] * 40, [Edge(t, t + 1) for t in range(39)])
+def chain(rng: random.Random, n: int = 40) -> Shape:
+    return Shape(f"chain of {n}", [None] * n, [Edge(t, t + 1) for t in range(n - 1)])
 
 
-def fan(rng: random.Random) -> Shape:
-    middle = range(1, 41)
+def fan(rng: random.Random, n: int = 40) -> Shape:
+    middle = range(1, n + 1)
     return Shape(
-        "fan-out 1 -> 40 -> 1", [None] * 42, [Edge(0, t) for t in middle] + [Edge(t, 41) for t in middle]
+        f"fan-out 1 -> {n} -> 1",
+        [None] * (n + 2),
+        [Edge(0, t) for t in middle] + [Edge(t, n + 1) for t in middle],
     )
 
 
-def diamonds(rng: random.Random) -> Shape:
-    """Ten diamonds in series: top -> three sides -> bottom, each bottom the next top."""
+def diamonds(rng: random.Random, count: int = 10) -> Shape:
+    """Diamonds in series: top -> three sides -> bottom, each bottom the next top."""
     edges = []
-    for d in range(10):
+    for d in range(count):
         top, bottom = 4 * d, 4 * d + 4
         edges += [Edge(top, side) for side in range(top + 1, top + 4)]
         edges += [Edge(side, bottom) for side in range(top + 1, top + 4)]
-    return Shape("10 diamonds in series", [None] * 41, edges)
+    return Shape(f"{count} diamonds in series", [None] * (4 * count + 1), edges)
 
 
-def layered(rng: random.Random) -> Shape:
-    """200 tasks in 10 layers of 20; each task after 2 random tasks of the 2 layers before it."""
+def layered(rng: random.Random, layers: int = 10, width: int = 20) -> Shape:
+    """`layers` layers of `width` tasks; each task after 2 random tasks of the 2 layers before it."""
     edges = {
-        Edge(rng.randrange(max(0, layer - 2) * 20, layer * 20), layer * 20 + t)
-        for layer in range(1, 10)
-        for t in range(20)
+        Edge(rng.randrange(max(0, layer - 2) * width, layer * width), layer * width + t)
+        for layer in range(1, layers)
+        for t in range(width)
         for _ in range(2)
     }
-    return Shape("random layered, 200 tasks", [None] * 200, sorted(edges, key=lambda e: (e.before, e.after)))
+    n = layers * width
+    return Shape(f"random layered, {n} tasks", [None] * n, sorted(edges, key=lambda e: (e.before, e.after)))
 
 
-def app(rng: random.Random) -> Shape:
+def app(rng: random.Random, sizes: tuple[int, int, int, int] = (6, 14, 14, 6), crossing: int = 4) -> Shape:
     """A 4-epic app: foundation before backend and frontend, both before release; inside each epic
-    tasks follow 0-2 earlier ones; a few frontend tasks wait for backend tasks (API before page)."""
-    sizes = {0: 6, 1: 14, 2: 14, 3: 6}
+    tasks follow 0-2 earlier ones; `crossing` frontend tasks wait for backend tasks (API before page)."""
+    sizes = dict(enumerate(sizes))
     epics = [epic for epic, size in sizes.items() for _ in range(size)]
     start = {epic: epics.index(epic) for epic in sizes}
     edges: set[Edge] = set()
@@ -90,11 +93,14 @@ def app(rng: random.Random) -> Shape:
         earlier = range(start[epic], task)
         for before in rng.sample(earlier, k=min(len(earlier), rng.randint(0, 2))):
             edges.add(Edge(before, task))
-    for _ in range(4):
+    for _ in range(crossing):
         edges.add(Edge(rng.randrange(start[1], start[2]), rng.randrange(start[2], start[3])))
     epic_edges = [Edge(0, 1), Edge(0, 2), Edge(1, 3), Edge(2, 3)]
     return Shape(
-        "4-epic app plan, 40 tasks", epics, sorted(edges, key=lambda e: (e.before, e.after)), epic_edges
+        f"4-epic app plan, {len(epics)} tasks",
+        epics,
+        sorted(edges, key=lambda e: (e.before, e.after)),
+        epic_edges,
     )
 
 
