@@ -111,7 +111,9 @@ async def latest_events(store: Store, *, task_id: int, limit: int) -> list[Event
     """The task's last `limit` events, oldest first."""
     async with _positioned(store) as (tx, position):
         rows = await tx.fetch(
-            f"SELECT {position} AS id, {_COLUMNS} FROM events WHERE task_id = $1 ORDER BY {position} DESC LIMIT $2",
+            # an event committed after this transaction's numbering has no position yet: leave it out
+            f"SELECT {position} AS id, {_COLUMNS} FROM events WHERE task_id = $1 AND {position} IS NOT NULL "
+            f"ORDER BY {position} DESC LIMIT $2",
             task_id,
             limit,
         )

@@ -308,7 +308,9 @@ async def test_a_command_agent_gets_its_identity_in_its_environment_and_worktree
     agent = script(
         tmp_path,
         "agent.sh",
-        'env | grep -E "^(YOKEFLOW_|PORT=)" | sort > "$1/$YOKEFLOW_AGENT_NAME.env"\npwd >> "$1/$YOKEFLOW_AGENT_NAME.env"\n',
+        # (the test run's own YOKEFLOW_TEST_* settings pass through, as any variable of the caller's does)
+        'env | grep -E "^(YOKEFLOW_|PORT=)" | grep -v "^YOKEFLOW_TEST_" | sort > "$1/$YOKEFLOW_AGENT_NAME.env"\n'
+        'pwd >> "$1/$YOKEFLOW_AGENT_NAME.env"\n',
     )
     started: list[tuple[str, int]] = []
 
