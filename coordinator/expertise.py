@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from coordinator.config import Config
 from coordinator.context import Caller, Role, ServiceBase, Wakeup, require_role
 from coordinator.domains import classify_domain
-from coordinator.errors import InvalidInput, StateConflict, YokeflowError
+from coordinator.errors import InvalidInput, NotFound, StateConflict, YokeflowError
 from coordinator.events import append_event
 from coordinator.expertise_files import SyncReport, sync_files
 from coordinator.expertise_hooks import task_domain
@@ -29,6 +29,7 @@ from coordinator.expertise_model import (
     Kind,
     check_path,
     check_text,
+    edit,
     observe,
     remove,
 )
@@ -63,6 +64,20 @@ class LearningRecorded(BaseModel):
     entry: Entry
     line_count: int
     pruned: list[DiffItem] = Field(description="Entries removed to keep within learning.expertise_max_lines.")
+    files_written: list[str] = Field(description="Files of .claude/ rewritten (none without a repository).")
+    files_problem: str | None = Field(default=None, description="Why the .claude/ files could not be synced.")
+
+
+class EntryChanged(BaseModel):
+    """What `edit_entry` or `remove_entry` did."""
+
+    domain: str
+    version: int = Field(
+        description="The domain's version after the change (unchanged when nothing changed)."
+    )
+    entry: Entry | None = Field(description="The entry as edited; none when it was removed (or pruned).")
+    line_count: int
+    diff: Diff = Field(description="What changed, as recorded in the history.")
     files_written: list[str] = Field(description="Files of .claude/ rewritten (none without a repository).")
     files_problem: str | None = Field(default=None, description="Why the .claude/ files could not be synced.")
 
@@ -198,6 +213,121 @@ class ExpertiseService(ServiceBase):
             entry=recorded[-1],
             line_count=stored.line_count,
             pruned=list(diff.removed),
+            files_written=synced.written,
+            files_problem=synced.problem,
+        )
+
+    async def edit_entry(
+        self,
+        caller: Caller,
+        *,
+        domain: str,
+        entry_id: int,
+        content: str | None = None,
+        fix: str | None = None,
+        version: int | None = None,
+        project: int | str | None = None,
+    ) -> EntryChanged:
+        """Reword entry `entry_id` (its position in the domain's entries) and/or change its fix
+        ("" clears it); counts and sources stay. `version`: refuse if the domain has changed since."""
+        require_role(caller, ("operator", "planner"), "edit expertise")
+        if content is None and fix is None:
+            raise InvalidInput(
+                "content", "nothing to change", fix="give the new content, the new fix, or both"
+            )
+
+        def change(expertise: Expertise) -> tuple[Expertise, Diff]:
+            kind = expertise.entries[entry_id].kind
+            text = None
+            if content is not None:
+                text = (
+                    check_path(content, "content") if kind == "core_file" else check_text(content, "content")
+                )
+            if fix is not None and kind != "failure":
+                raise InvalidInput("fix", f"a {kind} has no fix", fix="leave fix out; only failures have one")
+            return edit(expertise, entry_id, content=text, fix=check_text(fix, "fix") if fix else fix)
+
+        return await self._change_entry(caller, domain, entry_id, version, project, change, "edited")
+
+    async def remove_entry(
+        self,
+        caller: Caller,
+        *,
+        domain: str,
+        entry_id: int,
+        version: int | None = None,
+        project: int | str | None = None,
+    ) -> EntryChanged:
+        """Remove entry `entry_id` (its position in the domain's entries)."""
+        require_role(caller, ("operator", "planner"), "edit expertise")
+
+        def change(expertise: Expertise) -> tuple[Expertise, Diff]:
+            return remove(expertise, [expertise.entries[entry_id]], f"removed by {caller.name}")
+
+        return await self._change_entry(caller, domain, entry_id, version, project, change, "removed")
+
+    async def _change_entry(
+        self,
+        caller: Caller,
+        domain: str,
+        entry_id: int,
+        version: int | None,
+        project: int | str | None,
+        change: Callable[[Expertise], tuple[Expertise, Diff]],
+        change_type: str,
+    ) -> EntryChanged:
+        """One change to one existing entry, as a new version; then the files are synced."""
+        async with self.store.transaction() as tx:
+            now = self.now()
+            target = await self.resolve_project(tx, caller, project)
+            stored = await load(tx, target.id, domain, lock=True)
+            if stored is None:
+                raise NotFound(
+                    f"expertise domain {domain!r} has no entries",
+                    fix="check the domain's name; a domain has entries once something is learned or added",
+                )
+            entries = stored.expertise.entries
+            if not 0 <= entry_id < len(entries):
+                raise NotFound(
+                    f"entry {entry_id} of expertise domain {domain!r} does not exist",
+                    fix=f"entries are numbered 0 to {len(entries) - 1}; read the domain again",
+                )
+            if version is not None and version != stored.version:
+                raise StateConflict(
+                    f"expertise domain {domain!r} is at version {stored.version}, not {version}",
+                    fix="read the domain again and repeat the change",
+                )
+            old = entries[entry_id]
+            changed = await apply_change(
+                tx,
+                project_id=target.id,
+                domain=domain,
+                change=change,
+                change_type=change_type,
+                summary=lambda diff: f"{old.kind} {change_type}: {_changed(diff, old)[:80]}",
+                now=now,
+                actor=caller.name,
+                max_lines=self.config.learning.expertise_max_lines,
+            )
+        if changed is None:
+            return EntryChanged(
+                domain=domain,
+                version=stored.version,
+                entry=old,
+                line_count=stored.line_count,
+                diff=Diff(),
+                files_written=[],
+            )
+        stored, diff = changed
+        synced = await self._sync(target.id, domain)
+        index = stored.expertise.find(old.kind, _changed(diff, old)) if change_type == "edited" else None
+        entry = stored.expertise.entries[index] if index is not None else None
+        return EntryChanged(
+            domain=domain,
+            version=stored.version,
+            entry=entry,
+            line_count=stored.line_count,
+            diff=diff,
             files_written=synced.written,
             files_problem=synced.problem,
         )
@@ -346,6 +476,11 @@ class ExpertiseService(ServiceBase):
                 )
             )
         return reports
+
+
+def _changed(diff: Diff, old: Entry) -> str:
+    """The content of the entry an edit or removal was about, as it is now."""
+    return diff.updated[0].content if diff.updated else old.content
 
 
 def _missing(root: Path, paths: list[str]) -> list[str]:

@@ -60,6 +60,7 @@ class DiffItem(BaseModel):
     kind: Kind
     content: str
     reason: str | None = None
+    was: str | None = Field(default=None, description="For an edited entry: its content before the edit.")
 
 
 class Diff(BaseModel):
@@ -198,6 +199,37 @@ def remove(expertise: Expertise, doomed: list[Entry], reason: str) -> tuple[Expe
     kept = [entry for entry in expertise.entries if entry.key not in keys]
     diff = Diff(removed=[DiffItem(kind=e.kind, content=e.content, reason=reason) for e in doomed])
     return expertise.model_copy(update={"entries": kept}), diff
+
+
+def edit(expertise: Expertise, index: int, *, content: str | None, fix: str | None) -> tuple[Expertise, Diff]:
+    """Entry `index` with new wording and/or fix (checked already; `fix` "" clears it), keeping
+    its counts and sources. Refused when the new wording is another entry's."""
+    entries = list(expertise.entries)
+    old = entries[index]
+    new_content = old.content if content is None else content
+    new_fix = old.fix if fix is None else (fix or None)
+    other = expertise.find(old.kind, new_content)
+    if other is not None and other != index:
+        raise InvalidInput(
+            "content",
+            f"entry {other} already says this",
+            fix="remove this entry instead, or edit that one",
+        )
+    changed = [
+        name
+        for name, same in (("content", new_content == old.content), ("fix", new_fix == old.fix))
+        if not same
+    ]
+    if not changed:
+        return expertise, Diff()
+    entries[index] = old.model_copy(update={"content": new_content, "fix": new_fix})
+    item = DiffItem(
+        kind=old.kind,
+        content=new_content,
+        reason=f"{' and '.join(changed)} edited",
+        was=old.content if "content" in changed else None,
+    )
+    return expertise.model_copy(update={"entries": entries}), Diff(updated=[item])
 
 
 def confidence(expertise: Expertise, completions: int) -> float:

@@ -578,7 +578,9 @@ def test_the_graph_highlights_the_critical_path_and_follows_status(
 # ---------------------------------------------------------------- expertise
 
 
-def test_expertise_shows_entries_live_and_adds_one(board: tuple[str, str, dict[str, int]], page: Any) -> None:
+def test_expertise_shows_entries_live_adds_edits_and_removes(
+    board: tuple[str, str, dict[str, int]], page: Any
+) -> None:
     base, url, _ = board
     page.goto(base + "/?view=expertise")
     page.wait_for_selector("#connection.live")
@@ -610,6 +612,20 @@ def test_expertise_shows_entries_live_and_adds_one(board: tuple[str, str, dict[s
     assert row["version"] == 2
     assert "Pagination broke" in row["content"] and "api/todos.py" in row["content"]
     assert page.locator("#expertise-history li").count() == 2
+
+    # Edit the first entry in place, then remove the second after confirming.
+    page.click('#expertise-entries tr[data-entry="0"] .entry-edit-button')
+    page.fill('#expertise-entries tr[data-entry="0"] .entry-edit', "Timestamps are stored in UTC, always.")
+    page.click('#expertise-entries tr[data-entry="0"] .entry-edit-save')
+    page.wait_for_selector("#expertise-entries td:has-text('Timestamps are stored in UTC, always.')")
+    row = stored(url, "SELECT version, content FROM expertise_files WHERE domain = $1", "api")
+    assert row["version"] == 3 and "UTC, always." in row["content"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click('#expertise-entries tr[data-entry="1"] .entry-remove')
+    page.wait_for_selector("#expertise-history li:has-text('failure removed')")
+    row = stored(url, "SELECT version, content FROM expertise_files WHERE domain = $1", "api")
+    assert row["version"] == 4 and "Pagination broke" not in row["content"]
+    assert page.locator("#expertise-entries tr[data-entry]").count() == 1
 
 
 # ---------------------------------------------------------------- tokens

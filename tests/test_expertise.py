@@ -15,9 +15,9 @@ from mcp import Client
 from mcp.server import MCPServer
 
 from coordinator.config import DEFAULT_DOMAINS
-from coordinator.context import OPERATOR
+from coordinator.context import OPERATOR, Caller
 from coordinator.domains import classify_domain
-from coordinator.errors import InvalidInput, StateConflict
+from coordinator.errors import InvalidInput, NotFound, PermissionDenied, StateConflict
 from coordinator.events import read_events
 from coordinator.expertise import ExpertiseService
 from coordinator.expertise_files import sync_files
@@ -515,6 +515,87 @@ async def test_improve_imports_validates_and_rewrites(coord: Coordinator, tmp_pa
     assert yaml.safe_load(path.read_text())["gotchas"] == ["Watch the locks"]
     everything = await svc.improve(OPERATOR)
     assert [r.domain for r in everything] == list(DEFAULT_DOMAINS)
+
+
+async def test_entries_are_edited_and_removed_as_versions_and_re_exported(
+    coord: Coordinator, clock: ManualClock, tmp_path: Path
+) -> None:
+    project_id, repo = await project(coord, tmp_path)
+    assert repo is not None
+    svc = service(coord)
+    await svc.record_learning(OPERATOR, kind="pattern", content="Use repositories", domain="database")
+    await svc.record_learning(OPERATOR, kind="failure", content="deadlock in tests", domain="database")
+    clock.advance(5)
+    edited = await svc.edit_entry(
+        OPERATOR, domain="database", entry_id=0, content="Queries go through repositories", version=2
+    )
+    assert edited.version == 3 and edited.entry is not None
+    assert (edited.entry.content, edited.entry.count) == ("Queries go through repositories", 1)
+    assert edited.files_written == [EXPERTISE.format("database")]
+    path = repo / EXPERTISE.format("database")
+    assert yaml.safe_load(path.read_text())["patterns"] == ["Queries go through repositories"]
+    fixed = await svc.edit_entry(OPERATOR, domain="database", entry_id=1, fix="one connection per test")
+    assert fixed.version == 4 and fixed.entry is not None and fixed.entry.fix == "one connection per test"
+    (latest, previous, *_) = await svc.history(OPERATOR, domain="database")
+    assert (latest.change_type, latest.summary) == ("edited", "failure edited: deadlock in tests")
+    assert previous.change_type == "edited"
+    assert previous.diff["updated"] == [
+        {
+            "kind": "pattern",
+            "content": "Queries go through repositories",
+            "reason": "content edited",
+            "was": "Use repositories",
+        }
+    ]
+    same = await svc.edit_entry(
+        OPERATOR, domain="database", entry_id=0, content="Queries go through repositories"
+    )
+    assert same.version == 4 and not same.diff
+
+    removed = await svc.remove_entry(OPERATOR, domain="database", entry_id=0)
+    assert removed.version == 5 and removed.entry is None
+    assert removed.diff.removed[0].content == "Queries go through repositories"
+    assert yaml.safe_load(path.read_text())["patterns"] == []
+    view = await svc.get_expertise(OPERATOR, domain="database")
+    assert [(e.kind, e.content) for e in view.entries] == [("failure", "deadlock in tests")]
+    events = [
+        e for e in await read_events(coord.store, project_id=project_id) if e.kind == "expertise_updated"
+    ]
+    assert [(e.payload["version"], e.payload["change_type"]) for e in events[-3:]] == [
+        (3, "edited"),
+        (4, "edited"),
+        (5, "removed"),
+    ]
+    assert events[-1].payload["removed"] == 1
+
+
+async def test_bad_edits_and_removals_are_refused_naming_the_problem(coord: Coordinator) -> None:
+    await project(coord)
+    svc = service(coord)
+    await svc.record_learning(OPERATOR, kind="pattern", content="Use repositories", domain="database")
+    await svc.record_learning(OPERATOR, kind="pattern", content="Locks are per row", domain="database")
+    with pytest.raises(NotFound, match="entry 7 of expertise domain 'database' does not exist"):
+        await svc.edit_entry(OPERATOR, domain="database", entry_id=7, content="x")
+    with pytest.raises(NotFound, match="expertise domain 'api' has no entries"):
+        await svc.remove_entry(OPERATOR, domain="api", entry_id=0)
+    with pytest.raises(NotFound, match="'astrology'"):
+        await svc.remove_entry(OPERATOR, domain="astrology", entry_id=0)
+    for kwargs, fragment in (
+        ({"content": "   "}, "content: is empty"),
+        ({}, "content: nothing to change"),
+        ({"fix": "y"}, "fix: a pattern has no fix"),
+        ({"content": "locks are per row."}, "entry 1 already says this"),
+    ):
+        with pytest.raises(InvalidInput, match=fragment):
+            await svc.edit_entry(OPERATOR, domain="database", entry_id=0, **kwargs)
+    with pytest.raises(StateConflict, match="at version 2, not 1"):
+        await svc.remove_entry(OPERATOR, domain="database", entry_id=0, version=1)
+    worker = Caller(name="w", role="worker")
+    with pytest.raises(PermissionDenied):
+        await svc.edit_entry(worker, domain="database", entry_id=0, content="x")
+    with pytest.raises(PermissionDenied):
+        await svc.remove_entry(worker, domain="database", entry_id=0)
+    assert (await svc.get_expertise(OPERATOR, domain="database")).version == 2
 
 
 async def test_a_skill_is_written_at_the_thresholds_and_not_below(coord: Coordinator, tmp_path: Path) -> None:

@@ -579,3 +579,38 @@ async def test_expertise_domains_entries_history_validation_and_improvement(
         )
         assert answer(await as_worker.get("/api/projects/shop/expertise/database"))["version"] == 2
     assert (await kinds_of(local)).count("expertise_updated") == 2
+
+
+async def test_expertise_entries_are_edited_and_removed(local: Coordinator, server: Server) -> None:
+    await plan_shop(local, NewTask(title="A"))
+    _, worker = await register(local, "ann")
+    entries = "/api/projects/shop/expertise/database/entries"
+    async with server.client() as http:
+        paths = answer(await http.get("/api/openapi.json"))["paths"]
+        assert {"patch", "delete"} <= set(
+            paths["/api/projects/{project}/expertise/{domain}/entries/{entry_id}"]
+        )
+        answer(await http.post(entries, json={"kind": "gotcha", "content": "SQLite locks the file"}), 201)
+        answer(await http.post(entries, json={"kind": "failure", "content": "deadlock in claims"}), 201)
+        edited = answer(
+            await http.patch(f"{entries}/0", json={"content": "SQLite locks the whole file", "version": 2})
+        )
+        assert edited["version"] == 3 and edited["entry"]["content"] == "SQLite locks the whole file"
+        assert edited["diff"]["updated"][0]["was"] == "SQLite locks the file"
+        fixed = answer(await http.patch(f"{entries}/1", json={"fix": "lock rows in one order"}))
+        assert fixed["entry"]["fix"] == "lock rows in one order"
+        removed = answer(await http.delete(f"{entries}/0", params={"version": 4}))
+        assert removed["version"] == 5 and removed["entry"] is None
+        history = answer(await http.get("/api/projects/shop/expertise/database/history"))["history"]
+        assert [h["change_type"] for h in history[:3]] == ["removed", "edited", "edited"]
+        view = answer(await http.get("/api/projects/shop/expertise/database"))
+        assert [e["content"] for e in view["entries"]] == ["deadlock in claims"]
+
+        refused(await http.patch(f"{entries}/9", json={"content": "x"}), 404, "not_found", "entry 9")
+        refused(await http.delete("/api/projects/shop/expertise/api/entries/0"), 404, "not_found", "'api'")
+        refused(await http.patch(f"{entries}/0", json={"content": " "}), 422, "invalid_input", "content")
+        refused(await http.delete(f"{entries}/0", params={"version": 1}), 409, "state_conflict", "version 5")
+    async with server.client(worker) as as_worker:
+        refused(await as_worker.patch(f"{entries}/0", json={"content": "z"}), 403, "permission_denied")
+        refused(await as_worker.delete(f"{entries}/0"), 403, "permission_denied")
+    assert (await kinds_of(local)).count("expertise_updated") == 5

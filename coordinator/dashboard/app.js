@@ -599,13 +599,14 @@ const flushNow = async () => {
   }
   renderAll();
   if (S.panelTask !== null && work.tasks.has(S.panelTask) && !$("#task-panel").hidden) refreshPanel(S.panelTask);
-  // An open domain follows its changes, unless someone is typing an entry for it.
+  // An open domain follows its changes, unless someone is typing or editing an entry of it.
   const typing = $("#entry-content");
   if (
     work.expertise &&
     S.view === "expertise" &&
     S.expertiseDomain &&
-    !(typing && (typing.value || document.activeElement === typing))
+    !(typing && (typing.value || document.activeElement === typing)) &&
+    !$("#expertise-entries .entry-edit")
   ) {
     openDomain(S.expertiseDomain);
   }
@@ -2038,12 +2039,12 @@ async function openDomain(domain) {
           h(
             "tr",
             {},
-            ["kind", "learning", "fix", "files", "seen", "last seen", "tasks"].map((t) => h("th", {}, t)),
+            ["kind", "learning", "fix", "files", "seen", "last seen", "tasks", ""].map((t) => h("th", {}, t)),
           ),
-          entries.map((e) =>
+          entries.map((e, i) =>
             h(
               "tr",
-              { class: `kind-${e.kind}` },
+              { class: `kind-${e.kind}`, "data-entry": i },
               h("td", {}, h("span", { class: "chip" }, String(e.kind || "").replace(/_/g, " "))),
               h("td", { class: "entry-content" }, e.content),
               h("td", {}, e.fix || ""),
@@ -2051,6 +2052,7 @@ async function openDomain(domain) {
               h("td", { class: "num" }, `${e.count ?? 1}×`),
               h("td", {}, e.last_seen ? fmtAgo(e.last_seen) : ""),
               h("td", {}, (e.sources || []).map((id) => `#${id}`).join(" ")),
+              h("td", { class: "entry-actions" }, entryButtons(domain, base, view.version ?? 0, e, i)),
             ),
           ),
         )
@@ -2144,6 +2146,51 @@ function entryForm(domain, base) {
     content,
     h("div", { class: "row" }, save),
   );
+}
+
+// Edit (inline, then PATCH) and Remove (confirm, then DELETE) of entry `i`; `version` guards
+// against changing an entry that moved since the domain was shown.
+function entryButtons(domain, base, version, entry, i) {
+  const path = `${base}/entries/${i}`;
+  const edit = h("button", { type: "button", class: "ghost entry-edit-button" }, "Edit");
+  const remove = h("button", { type: "button", class: "ghost entry-remove" }, "Remove");
+  const done = async (result) => {
+    if (!result) return;
+    await loadExpertise();
+    openDomain(domain);
+  };
+  edit.addEventListener("click", () => {
+    const row = edit.closest("tr");
+    const content = h("textarea", { class: "entry-edit", rows: 2, "aria-label": "learning" });
+    content.value = entry.content;
+    const fix =
+      entry.kind === "failure"
+        ? h("input", { class: "entry-edit-fix", type: "text", "aria-label": "fix" })
+        : null;
+    if (fix) fix.value = entry.fix || "";
+    const save = h("button", { type: "button", class: "action entry-edit-save" }, "Save");
+    const cancel = h("button", { type: "button", class: "ghost" }, "Cancel");
+    save.addEventListener("click", async () => {
+      if (!content.value.trim()) {
+        toast("the learning cannot be empty; remove the entry instead", "error");
+        return;
+      }
+      const body = { content: content.value.trim(), version };
+      if (fix) body.fix = fix.value.trim();
+      await done(await act(`edit entry of ${domain}`, "PATCH", path, body));
+    });
+    cancel.addEventListener("click", () => openDomain(domain));
+    fill(row.querySelector(".entry-content"), content);
+    if (fix) fill(row.children[2], fix);
+    fill(row.querySelector(".entry-actions"), save, " ", cancel);
+    content.focus();
+  });
+  remove.addEventListener("click", async () => {
+    const what = String(entry.kind).replace(/_/g, " ");
+    if (!window.confirm(`Remove this ${what} from ${domain}?\n\n${entry.content}`)) return;
+    await done(await act(`remove entry of ${domain}`, "DELETE", `${path}?version=${version}`));
+  });
+  return [edit, " ", remove];
 }
 
 async function domainAction(domain, path, description) {

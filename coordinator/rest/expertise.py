@@ -1,4 +1,5 @@
-"""Expertise per domain: the list, one domain's entries and history, validation, improvement, new entries."""
+"""Expertise per domain: the list, one domain's entries and history, validation, improvement, and
+adding, editing and removing entries."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from coordinator.expertise import (
     DomainSummary,
+    EntryChanged,
     ExpertiseService,
     ImproveReport,
     LearningRecorded,
@@ -45,6 +47,30 @@ class NewEntry(Strict):
     fix: Text | None = Field(default=None, description="For a failure: what fixed it.")
     files: list[ShortText] = Field(default=[], max_length=100, description="Files the learning is about.")
     task_id: Id | None = Field(default=None, description="The task it was learned on.")
+
+
+class EntryPath(DomainPath):
+    entry_id: int = Field(
+        ge=0, le=100_000, description="The entry's position in the domain's entries, from 0."
+    )
+
+
+class EntryEdit(Strict):
+    content: Text | None = Field(default=None, description="The new wording (for core_file, a path).")
+    fix: Text | None = Field(default=None, description='For a failure: the new fix ("" clears it).')
+    version: int | None = Field(
+        default=None,
+        ge=0,
+        description="The domain's version the edit was made on; refused if it has changed.",
+    )
+
+
+class EntryRemoval(Strict):
+    version: int | None = Field(
+        default=None,
+        ge=0,
+        description="The domain's version the removal was decided on; refused if it has changed.",
+    )
 
 
 def expertise(call: Call) -> ExpertiseService:
@@ -98,4 +124,26 @@ async def add_entry(call: Call, path: DomainPath, body: NewEntry) -> LearningRec
         fix=body.fix,
         files=body.files,
         project=path.project,
+    )
+
+
+@EXPERTISE.patch("/api/projects/{project}/expertise/{domain}/entries/{entry_id}")
+async def edit_entry(call: Call, path: EntryPath, body: EntryEdit) -> EntryChanged:
+    """Reword an entry and/or change a failure's fix, as a new version; its counts and sources stay."""
+    return await expertise(call).edit_entry(
+        call.caller,
+        domain=path.domain,
+        entry_id=path.entry_id,
+        content=body.content,
+        fix=body.fix,
+        version=body.version,
+        project=path.project,
+    )
+
+
+@EXPERTISE.delete("/api/projects/{project}/expertise/{domain}/entries/{entry_id}")
+async def remove_entry(call: Call, path: EntryPath, query: EntryRemoval) -> EntryChanged:
+    """Remove an entry, as a new version."""
+    return await expertise(call).remove_entry(
+        call.caller, domain=path.domain, entry_id=path.entry_id, version=query.version, project=path.project
     )
