@@ -13,6 +13,7 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
 
+from coordinator.batches import note_batch_finished, note_batch_started
 from coordinator.config import Config
 from coordinator.context import Caller, ServiceBase, Wakeup, require_role
 from coordinator.costs import spent_usd
@@ -308,6 +309,7 @@ class WorkService(ServiceBase):
                 task.epic_id,
                 now,
             )
+        await note_batch_started(tx, task, now, caller.name)
         context = await self._claim_context(tx, claimed)
         return Claimed(task=task, lease=self._lease(task, ttl), context=context)
 
@@ -1034,24 +1036,25 @@ class WorkService(ServiceBase):
                 task_id=row["id"],
                 payload={"unblocked_by": task.id},
             )
-        if task.epic_id is None:
-            return
-        closed = await tx.fetchval(
-            "UPDATE epics SET status = 'done', completed_at = $2, updated_at = $2 WHERE id = $1 "
-            "AND status <> 'done' AND NOT EXISTS (SELECT 1 FROM tasks WHERE epic_id = $1 "
-            "AND status NOT IN ('done', 'cancelled')) RETURNING id",
-            task.epic_id,
-            now,
-        )
-        if closed is not None:
-            append_event(
-                tx,
-                now=now,
-                kind="epic_completed",
-                actor=actor,
-                project_id=task.project_id,
-                payload={"epic_id": task.epic_id},
+        # Row locks go tasks, epics, batches, agents everywhere, as in the claim.
+        if task.epic_id is not None:
+            closed = await tx.fetchval(
+                "UPDATE epics SET status = 'done', completed_at = $2, updated_at = $2 WHERE id = $1 "
+                "AND status <> 'done' AND NOT EXISTS (SELECT 1 FROM tasks WHERE epic_id = $1 "
+                "AND status NOT IN ('done', 'cancelled')) RETURNING id",
+                task.epic_id,
+                now,
             )
+            if closed is not None:
+                append_event(
+                    tx,
+                    now=now,
+                    kind="epic_completed",
+                    actor=actor,
+                    project_id=task.project_id,
+                    payload={"epic_id": task.epic_id},
+                )
+        await note_batch_finished(tx, task, now, actor)
 
     async def sweep(self, *, project_id: int | None = None) -> dict[str, int]:
         """Record expired leases as events, dead-letter tasks out of attempts, mark silent agents lost.

@@ -210,3 +210,23 @@ async def test_stored_graphs_keep_their_properties(
         assert caught.value.cycle[0] == caught.value.cycle[-1]
         async with coord.store.transaction(write=False) as tx:
             assert await tx.fetchval("SELECT COUNT(*) FROM task_dependencies") == count
+
+
+async def test_batches_are_announced_when_their_first_task_starts_and_their_last_one_ends(
+    coord: Coordinator,
+) -> None:
+    imported = await coord.plans.import_plan(OPERATOR, SHOP)
+    batch_of = {t.id: t.batch for t in imported.plan.tasks}
+    first_batch = [task_id for task_id, batch in batch_of.items() if batch == min(batch_of.values())]
+    registered = await coord.agents.register(OPERATOR, persona="implementer", project="shop")
+    worker = agent_caller(registered.agent)
+    for task_id in first_batch:
+        outcome = await coord.work.claim(worker, task_id=task_id)
+        assert isinstance(outcome, Claimed), outcome
+        await coord.work.complete(worker, task_id=task_id, lease_id=outcome.lease.lease_id)
+    events = await read_events(coord.store, project_id=imported.project.id, limit=1000)
+    batch_events = [(e.kind, e.payload["batch"], e.task_id) for e in events if e.kind.startswith("batch_")]
+    assert batch_events == [
+        ("batch_started", min(batch_of.values()), first_batch[0]),
+        ("batch_completed", min(batch_of.values()), first_batch[-1]),
+    ]
