@@ -42,7 +42,8 @@ INSTRUCTIONS: dict[Profile, str] = {
     "Check it with validate_dependencies, get_dependency_graph, get_parallel_batches, get_critical_path; "
     "build_execution_plan, then update_execution_plan to pin batches, worktrees or a forced order.",
     "worker": "Work loop: claim_task(wait_seconds=…) → heartbeat while working → complete_task or fail_task. "
-    'If a call answers "lease lost", stop working on that task and claim again. record_cost after each piece of work.',
+    'If a call answers "lease lost", stop working on that task and claim again. record_cost after each piece of work; '
+    "record_learning what the next agent in this domain should know (get_expertise reads it).",
     "observer": "Read-only views: project_status, list_tasks, get_task, list_agents, get_events (a cursor), "
     "list_merges, get_costs, get_cost_forecast, get_model_stats.",
     "yokeflow": "YokeFlow task manager tools: get_next_task respects dependencies; claim_next_task(worker_id) "
