@@ -66,19 +66,19 @@ CLAIM = {
 }
 
 
-def test_options_of_a_task_session() -> None:
+def test_options_of_a_task_session(tmp_path: Path) -> None:
     persona, prompt = load_persona("implementer")
     options = session_options(
         persona=persona,
         system_prompt=prompt,
         server_url="http://127.0.0.1:9/",
         token="yf_secret",
-        cwd=Path("/work/wt-1"),
+        cwd=tmp_path / "wt-1",
         model=choose_model(CLAIM, persona.model),
         max_budget_usd=2.5,
         exclude_tools=frozenset({"register_agent", "claim_task", "record_cost"}),
     )
-    assert options.cwd == Path("/work/wt-1")
+    assert options.cwd == tmp_path / "wt-1"
     assert options.system_prompt == prompt and "claim_task" in prompt
     assert options.model == "claude-opus-4-1"
     assert options.mcp_servers == {
