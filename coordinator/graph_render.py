@@ -8,7 +8,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from coordinator.graph import CriticalPath, DependencyGraph, Edge
+from coordinator.records import DependencyKind
+
+
+class GraphNode(BaseModel):
+    """A task in the JSON view (`to_json`), as the MCP tools and the REST API answer it."""
+
+    id: int
+    title: str | None
+    status: str | None
+    epic: int | None
+    priority: int
+    estimate: float
+    remaining: float = Field(description="Its estimate plus the longest chain of estimates after it.")
+    batch: int = Field(description="Its batch, counted from 1.")
+    on_critical_path: bool
+
+
+class GraphEdge(BaseModel):
+    before: int = Field(description="The task (or epic) that comes first.")
+    after: int = Field(description="The task (or epic) that depends on it.")
+    kind: DependencyKind
+    critical: bool = Field(description="True for the edges of the critical path.")
+
+
+class GraphData(BaseModel):
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    epic_edges: list[GraphEdge] = Field(description="Epic dependencies (every task of `after` waits).")
+    batches: list[list[int]] = Field(description="Task ids per batch, first batch first.")
+    critical_path: CriticalPath
+
 
 STATUS_STYLES = {
     "in_progress": "fill:#fff3bf,stroke:#f08c00",

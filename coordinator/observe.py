@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from coordinator.context import Caller, ServiceBase
 from coordinator.events import last_position, latest_events, read_events
 from coordinator.leasing import NO_FILE_CONFLICT, ready_condition
-from coordinator.queries import get_epic, get_task, task_tests
+from coordinator.queries import depends_on_ids, get_epic, get_task, task_tests
 from coordinator.records import Agent, Epic, Event, Merge, Project, Record, Task, TaskStatus, TaskTest
 from coordinator.storage.base import Tx
 
@@ -261,7 +261,7 @@ class ObserverService(ServiceBase):
                 *args,
             )
             tasks = [Task.model_validate(r) for r in rows[:limit]]
-            deps = await self._depends_on(tx, [t.id for t in tasks])
+            deps = await depends_on_ids(tx, [t.id for t in tasks])
         return TaskPage(
             tasks=[TaskSummary.of(t, deps.get(t.id, [])) for t in tasks],
             count=len(tasks),
@@ -317,7 +317,7 @@ class ObserverService(ServiceBase):
             )
             rows = await tx.fetch("SELECT * FROM tasks WHERE epic_id = $1 ORDER BY priority, id", epic_id)
             tasks = [Task.model_validate(r) for r in rows]
-            deps = await self._depends_on(tx, [t.id for t in tasks])
+            deps = await depends_on_ids(tx, [t.id for t in tasks])
         return EpicDetail(
             epic=epic,
             progress=progress[0],
@@ -488,20 +488,6 @@ class ObserverService(ServiceBase):
             held.setdefault(int(lease["lease_owner"]), []).append(int(lease["id"]))
         agents = [Agent.model_validate(r) for r in rows]
         return [AgentView.of(a, held.get(a.id, [])) for a in agents]
-
-    async def _depends_on(self, tx: Tx, task_ids: list[int]) -> dict[int, list[int]]:
-        if not task_ids:
-            return {}
-        marks = ", ".join(f"${i}" for i in range(1, len(task_ids) + 1))
-        rows = await tx.fetch(
-            f"SELECT task_id, depends_on_task_id FROM task_dependencies WHERE task_id IN ({marks}) "
-            "ORDER BY task_id, depends_on_task_id",
-            *task_ids,
-        )
-        found: dict[int, list[int]] = {}
-        for row in rows:
-            found.setdefault(int(row["task_id"]), []).append(int(row["depends_on_task_id"]))
-        return found
 
     async def _neighbours(self, tx: Tx, task_id: int, *, upstream: bool) -> list[DependencyInfo]:
         mine, other = ("task_id", "depends_on_task_id") if upstream else ("depends_on_task_id", "task_id")

@@ -85,3 +85,19 @@ async def list_epics(tx: Tx, project_id: int) -> list[Epic]:
 async def task_tests(tx: Tx, task_id: int) -> list[TaskTest]:
     rows = await tx.fetch("SELECT * FROM task_tests WHERE task_id = $1 ORDER BY id", task_id)
     return [TaskTest.model_validate(r) for r in rows]
+
+
+async def depends_on_ids(tx: Tx, task_ids: list[int]) -> dict[int, list[int]]:
+    """For each of these tasks that has dependencies, the ids of the tasks it depends on, in order."""
+    if not task_ids:
+        return {}
+    marks = ", ".join(f"${i}" for i in range(1, len(task_ids) + 1))
+    rows = await tx.fetch(
+        f"SELECT task_id, depends_on_task_id FROM task_dependencies WHERE task_id IN ({marks}) "
+        "ORDER BY task_id, depends_on_task_id",
+        *task_ids,
+    )
+    found: dict[int, list[int]] = {}
+    for row in rows:
+        found.setdefault(int(row["task_id"]), []).append(int(row["depends_on_task_id"]))
+    return found

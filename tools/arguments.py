@@ -1,8 +1,5 @@
-"""Argument types shared by the tools: ids, names, texts and references, with their limits.
-
-Limits keep every value storable on both backends (ids fit BIGINT, priorities INTEGER) and
-text free of NUL characters and lone surrogates, which the databases cannot store.
-"""
+"""Argument types of the tools: the shared values of `coordinator.values`, plus titles, texts,
+project references, lease ids and lease lengths, with their limits (priorities fit INTEGER)."""
 
 from __future__ import annotations
 
@@ -10,24 +7,24 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-MAX_ID = 2**63 - 1
+from coordinator.values import Id, Limit, Name, Offset, ShortText, storable
 
+__all__ = [
+    "Id",
+    "LeaseId",
+    "Limit",
+    "Name",
+    "Offset",
+    "Priority",
+    "ProjectRef",
+    "ShortText",
+    "Text",
+    "Title",
+    "TtlSeconds",
+]
 
-def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
-    return value
-
-
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
-Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_storable)]
-ShortText = Annotated[str, Field(max_length=2_000), AfterValidator(_storable)]
-Text = Annotated[str, Field(max_length=100_000), AfterValidator(_storable)]
+Title = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(storable)]
+Text = Annotated[str, Field(max_length=100_000), AfterValidator(storable)]
 Priority = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 ProjectRef = Annotated[
     Id | Name | None,
@@ -39,7 +36,7 @@ ProjectRef = Annotated[
 LeaseId = Annotated[
     str,
     Field(min_length=1, max_length=200, description="The lease_id claim_task returned for this task."),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 TtlSeconds = Annotated[
     float | None,
@@ -50,5 +47,3 @@ TtlSeconds = Annotated[
         description="How long the lease lasts without a heartbeat (default: leases.ttl_seconds).",
     ),
 ]
-Limit = Annotated[int, Field(ge=1, le=1000, description="Most items to return.")]
-Offset = Annotated[int, Field(ge=0, le=MAX_ID, description="Items to skip (for paging).")]

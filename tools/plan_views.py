@@ -17,41 +17,13 @@ from pydantic import BaseModel, Field
 
 from coordinator.context import Caller
 from coordinator.errors import CycleError, InvalidInput, StateConflict
-from coordinator.graph import CriticalPath, DependencyGraph, Issue, ValidationReport
-from coordinator.graph_render import to_ascii, to_json, to_mermaid
+from coordinator.graph import DependencyGraph, Issue, ValidationReport
+from coordinator.graph_render import GraphData, GraphEdge, to_ascii, to_json, to_mermaid
 from coordinator.plans import GraphFormat
-from coordinator.records import DependencyKind
 from tools.runtime import Runtime
 
 Renderer = Callable[[DependencyGraph, Mapping[int, str], Mapping[int, str]], dict[str, Any] | str]
 RENDERERS: dict[GraphFormat, Renderer] = {"json": to_json, "mermaid": to_mermaid, "ascii": to_ascii}
-
-
-class GraphNode(BaseModel):
-    id: int
-    title: str | None
-    status: str | None
-    epic: int | None
-    priority: int
-    estimate: float
-    remaining: float = Field(description="Its estimate plus the longest chain of estimates after it.")
-    batch: int = Field(description="Its batch, counted from 1.")
-    on_critical_path: bool
-
-
-class GraphEdge(BaseModel):
-    before: int = Field(description="The task (or epic) that comes first.")
-    after: int = Field(description="The task (or epic) that depends on it.")
-    kind: DependencyKind
-    critical: bool = Field(description="True for the edges of the critical path.")
-
-
-class GraphData(BaseModel):
-    nodes: list[GraphNode]
-    edges: list[GraphEdge]
-    epic_edges: list[GraphEdge] = Field(description="Epic dependencies (every task of `after` waits).")
-    batches: list[list[int]] = Field(description="Task ids per batch, first batch first.")
-    critical_path: CriticalPath
 
 
 class DependencyGraphView(BaseModel):

@@ -6,38 +6,12 @@ from pydantic import BaseModel, Field
 
 from coordinator.execution_plan import ExecutionPlan, PlanPatch
 from coordinator.graph import CriticalPath, Issue
+from coordinator.graph_render import GraphData
 from coordinator.records import DependencyKind
 from coordinator.rest.api import Call, RouteTable
 from coordinator.rest.params import Id, ProjectPath, Strict
 
 GRAPH = RouteTable("dependencies")
-
-
-class GraphNode(BaseModel):
-    id: int
-    title: str | None
-    status: str | None
-    epic: int | None
-    priority: int
-    estimate: float
-    remaining: float = Field(description="The longest chain of estimates from this task to the end.")
-    batch: int = Field(description="Its parallel batch, from 1.")
-    on_critical_path: bool
-
-
-class GraphEdge(BaseModel):
-    before: int
-    after: int = Field(description="Depends on `before`.")
-    kind: DependencyKind
-    critical: bool = Field(description="Both ends are consecutive on the critical path.")
-
-
-class GraphView(BaseModel):
-    nodes: list[GraphNode]
-    edges: list[GraphEdge]
-    epic_edges: list[GraphEdge] = Field(description="Epic dependencies (before/after are epic ids).")
-    batches: list[list[int]]
-    critical_path: CriticalPath
 
 
 class Batches(BaseModel):
@@ -71,10 +45,10 @@ class Dependency(BaseModel):
 
 
 @GRAPH.get("/api/projects/{project}/graph")
-async def graph(call: Call, path: ProjectPath) -> GraphView:
+async def graph(call: Call, path: ProjectPath) -> GraphData:
     """The dependency graph: nodes with status, batch and critical-path flags, edges, batches, critical path."""
     view = await call.coord.plans.graph_view(call.caller, project=path.project, format="json")
-    return GraphView.model_validate(view)
+    return GraphData.model_validate(view)
 
 
 @GRAPH.get("/api/projects/{project}/batches")

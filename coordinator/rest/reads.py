@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 
 from coordinator.context import Caller, ServiceBase
 from coordinator.errors import NotFound
-from coordinator.queries import get_epic
+from coordinator.queries import depends_on_ids, get_epic
 from coordinator.records import Merge, MergeStatus, TaskStatus
 from coordinator.steering import SteeredTask
-from coordinator.storage.base import Row, Tx
+from coordinator.storage.base import Row
 
 
 class ProjectSummary(BaseModel):
@@ -135,7 +135,7 @@ class RestReads(ServiceBase):
                 limit,
                 offset,
             )
-            depends = await _depends_on(tx, [int(r["id"]) for r in rows])
+            depends = await depends_on_ids(tx, [int(r["id"]) for r in rows])
         cards = [TaskCard.model_validate({**r, "depends_on": depends.get(int(r["id"]), [])}) for r in rows]
         return TaskCardPage(
             tasks=cards,
@@ -210,18 +210,3 @@ def _worktree(row: Row) -> WorktreeView:
         }
     )
     return WorktreeView.model_validate({**row, "agent": agent, "current_task": task})
-
-
-async def _depends_on(tx: Tx, task_ids: list[int]) -> dict[int, list[int]]:
-    if not task_ids:
-        return {}
-    marks = ", ".join(f"${i}" for i in range(1, len(task_ids) + 1))
-    rows = await tx.fetch(
-        f"SELECT task_id, depends_on_task_id FROM task_dependencies WHERE task_id IN ({marks}) "
-        "ORDER BY task_id, depends_on_task_id",
-        *task_ids,
-    )
-    found: dict[int, list[int]] = {}
-    for row in rows:
-        found.setdefault(int(row["task_id"]), []).append(int(row["depends_on_task_id"]))
-    return found
