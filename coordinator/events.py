@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.records import Event
 from coordinator.storage.base import Store, Tx, encode_json
+
+if TYPE_CHECKING:
+    from coordinator.context import Caller
+    from coordinator.records import Task, TaskStatus
 
 NOTIFY_CHANNEL = "yokeflow_events"
 _EVENT_ORDER_LOCK = 0x59F1E7E0
@@ -64,6 +68,31 @@ def append_event(
             await tx.execute(_INSERT, *values)
 
     tx.before_commit(write)
+
+
+def task_event(
+    tx: Tx,
+    now: float,
+    kind: str,
+    caller: Caller,
+    task: Task,
+    after: TaskStatus | None,
+    payload: dict[str, Any],
+) -> None:
+    """The audit event of something `caller` did to `task` (as it was before): with `after`, a
+    transition from its status to `after`; with None, a change that leaves the status alone."""
+    append_event(
+        tx,
+        now=now,
+        kind=kind,
+        actor=caller.name,
+        project_id=task.project_id,
+        task_id=task.id,
+        agent_id=caller.agent.id if caller.agent else None,
+        before=task.status if after is not None else None,
+        after=after,
+        payload=payload,
+    )
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from coordinator.context import Caller, Role, ServiceBase, require_role
 from coordinator.errors import InvalidInput, NotFound, StateConflict
-from coordinator.events import append_event
+from coordinator.events import task_event
 from coordinator.records import Agent, Task, TaskStatus
 from coordinator.storage.base import Tx
 
@@ -85,7 +85,7 @@ class SteeringService(ServiceBase):
                 now,
             )
             for kind, payload in changes:
-                _event(tx, now, kind, caller, task, payload)
+                task_event(tx, now, kind, caller, task, None, payload)
         self.wakeup.notify()
         return SteeredTask.model_validate(row)
 
@@ -110,12 +110,13 @@ class SteeringService(ServiceBase):
                     now,
                 )
                 updated = SteeredTask.model_validate(row)
-                _event(
+                task_event(
                     tx,
                     now,
                     "task_assigned",
                     caller,
                     task,
+                    None,
                     {"agent_id": agent_id, "before": task.assigned_agent},
                 )
             live = task.status == TaskStatus.IN_PROGRESS and (task.lease_expires_at or 0) >= now
@@ -156,16 +157,3 @@ def _assignment_message(task_id: int, agent_id: int | None, held: int | None) ->
     if held is not None and held != agent_id:
         said += f"; agent {held} still holds its lease and keeps it until it finishes, releases or expires"
     return said + "."
-
-
-def _event(tx: Tx, now: float, kind: str, caller: Caller, task: Task, payload: dict[str, Any]) -> None:
-    append_event(
-        tx,
-        now=now,
-        kind=kind,
-        actor=caller.name,
-        project_id=task.project_id,
-        task_id=task.id,
-        agent_id=caller.agent.id if caller.agent else None,
-        payload=payload,
-    )

@@ -18,7 +18,7 @@ from coordinator.config import Config
 from coordinator.context import Caller, ServiceBase, Wakeup, require_role
 from coordinator.costs import spent_usd
 from coordinator.errors import InvalidInput, NotFound, StateConflict, YokeflowError
-from coordinator.events import append_event
+from coordinator.events import append_event, task_event
 from coordinator.expertise_files import sync_files
 from coordinator.expertise_hooks import expertise_context, learn_from_outcome, task_domain
 from coordinator.leasing import (
@@ -230,7 +230,7 @@ class WorkService(ServiceBase):
             payload = {"branch": place.branch, "worktree": place.worktree, "base_commit": place.base_commit}
             if place.stashed:
                 payload["stashed"] = place.stashed
-            _task_event(tx, now, "task_branch_ready", caller, task, S.IN_PROGRESS, payload)
+            task_event(tx, now, "task_branch_ready", caller, task, S.IN_PROGRESS, payload)
         return claimed.model_copy(
             update={
                 "task": task.model_copy(update={"branch": place.branch}),
@@ -555,7 +555,7 @@ class WorkService(ServiceBase):
             if done is None:
                 await self._refuse_completion(tx, task_id, lease_id, agent)
             task = Task.model_validate({**done, "status": S.IN_PROGRESS})
-            _task_event(
+            task_event(
                 tx,
                 now,
                 "task_completed",
@@ -693,7 +693,7 @@ class WorkService(ServiceBase):
                 now + delay,
                 now,
             )
-            _task_event(
+            task_event(
                 tx,
                 now,
                 "task_retry_scheduled" if retry else "task_failed",
@@ -729,7 +729,7 @@ class WorkService(ServiceBase):
                 note,
                 now,
             )
-            _task_event(tx, now, "task_released", caller, task, S.PENDING, {"note": note})
+            task_event(tx, now, "task_released", caller, task, S.PENDING, {"note": note})
         self.wakeup.notify()
         return Task.model_validate(updated)
 
@@ -789,7 +789,7 @@ class WorkService(ServiceBase):
                 now,
                 now if target == S.DONE else None,
             )
-            _task_event(tx, now, kind, caller, task, target, {"reason": reason})
+            task_event(tx, now, kind, caller, task, target, {"reason": reason})
             if target != S.PENDING:
                 await self._after_finish(tx, task, now, caller.name)
             elif task.epic_id is not None:
@@ -829,7 +829,7 @@ class WorkService(ServiceBase):
                 now,
             )
             await self._set_status(tx, task, S.MERGING, now)
-            _task_event(
+            task_event(
                 tx,
                 now,
                 "merge_retried",
@@ -920,7 +920,7 @@ class WorkService(ServiceBase):
     async def _merged(self, tx: Tx, task: Task, payload: dict[str, Any], now: float) -> None:
         if task.status == S.MERGING:
             await self._set_status(tx, task, S.DONE, now, completed=True)
-        _task_event(
+        task_event(
             tx,
             now,
             "task_merged",
@@ -937,7 +937,7 @@ class WorkService(ServiceBase):
             resolved = await get_task(tx, int(resolves), for_update=True)
             if resolved.status in (S.CONFLICT, S.REJECTED):
                 await self._set_status(tx, resolved, S.DONE, now, completed=True)
-                _task_event(
+                task_event(
                     tx, now, "task_merged", MERGE_QUEUE, resolved, S.DONE, {**payload, "via_task": task.id}
                 )
                 await self._after_finish(tx, resolved, now, MERGE_QUEUE.name)
@@ -951,7 +951,7 @@ class WorkService(ServiceBase):
         if task.status == S.MERGING:
             await self._set_status(tx, task, target, now, error=why)
         kind = "task_merge_conflict" if target == S.CONFLICT else "task_merge_rejected"
-        _task_event(
+        task_event(
             tx, now, kind, MERGE_QUEUE, task, target if task.status == S.MERGING else task.status, payload
         )
         rounds = int(task.metadata.get("follow_up_round", 0))
@@ -1145,24 +1145,6 @@ async def _refuse_lease(tx: Tx, task_id: int, lease_id: str, agent: Agent) -> No
     """Raise why a statement conditioned on this lease changed nothing (NotFound or LeaseLost)."""
     await leased_task(tx, task_id=task_id, lease_id=lease_id, agent_id=agent.id, project_id=agent.project_id)
     raise StateConflict(f"task {task_id} changed while this call ran", fix="call get_task and try again")
-
-
-def _task_event(
-    tx: Tx, now: float, kind: str, caller: Caller, task: Task, after: TaskStatus, payload: dict[str, Any]
-) -> None:
-    """The audit event of one transition of `task` (as it was before) made by `caller`."""
-    append_event(
-        tx,
-        now=now,
-        kind=kind,
-        actor=caller.name,
-        project_id=task.project_id,
-        task_id=task.id,
-        agent_id=caller.agent.id if caller.agent else None,
-        before=task.status,
-        after=after,
-        payload=payload,
-    )
 
 
 def _agent_of(caller: Caller, action: str) -> Agent:

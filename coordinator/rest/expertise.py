@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field
 from coordinator.expertise import (
     DomainSummary,
     EntryChanged,
-    ExpertiseService,
     ImproveReport,
     LearningRecorded,
     ValidationReport,
@@ -73,27 +72,22 @@ class EntryRemoval(Strict):
     )
 
 
-def expertise(call: Call) -> ExpertiseService:
-    coord = call.coord
-    return ExpertiseService(coord.store, coord.config, coord.wakeup, coord.workspaces)
-
-
 @EXPERTISE.get("/api/projects/{project}/expertise")
 async def list_domains(call: Call, path: ProjectPath) -> DomainList:
     """The configured domains and any other with stored expertise: version, entries, confidence, use."""
-    return DomainList(domains=await expertise(call).list_domains(call.caller, project=path.project))
+    return DomainList(domains=await call.coord.expertise.list_domains(call.caller, project=path.project))
 
 
 @EXPERTISE.get("/api/projects/{project}/expertise/{domain}")
 async def get_domain(call: Call, path: DomainPath) -> ExpertiseView:
     """A domain's expertise: its entries and figures (reading it counts as a use)."""
-    return await expertise(call).get_expertise(call.caller, domain=path.domain, project=path.project)
+    return await call.coord.expertise.get_expertise(call.caller, domain=path.domain, project=path.project)
 
 
 @EXPERTISE.get("/api/projects/{project}/expertise/{domain}/history")
 async def domain_history(call: Call, path: DomainPath, query: HistoryQuery) -> History:
     """The domain's changes, newest first: version, kind of change, summary and diff."""
-    changes = await expertise(call).history(
+    changes = await call.coord.expertise.history(
         call.caller, domain=path.domain, project=path.project, limit=query.limit
     )
     return History(history=changes)
@@ -102,20 +96,20 @@ async def domain_history(call: Call, path: DomainPath, query: HistoryQuery) -> H
 @EXPERTISE.post("/api/projects/{project}/expertise/{domain}/validate")
 async def validate_domain(call: Call, path: DomainPath) -> ValidationReport:
     """Prune old failures, core files gone from the repository and anything over the line cap."""
-    return await expertise(call).validate(call.caller, domain=path.domain, project=path.project)
+    return await call.coord.expertise.validate(call.caller, domain=path.domain, project=path.project)
 
 
 @EXPERTISE.post("/api/projects/{project}/expertise/{domain}/improve")
 async def improve_domain(call: Call, path: DomainPath) -> Improvement:
     """Import hand edits of the domain's expertise.yaml, validate, and rewrite its files."""
-    reports = await expertise(call).improve(call.caller, domain=path.domain, project=path.project)
+    reports = await call.coord.expertise.improve(call.caller, domain=path.domain, project=path.project)
     return Improvement(reports=reports)
 
 
 @EXPERTISE.post("/api/projects/{project}/expertise/{domain}/entries", status=201)
 async def add_entry(call: Call, path: DomainPath, body: NewEntry) -> LearningRecorded:
     """Add an entry by hand (the same learning again raises its count instead of adding a copy)."""
-    return await expertise(call).record_learning(
+    return await call.coord.expertise.record_learning(
         call.caller,
         kind=body.kind,
         content=body.content,
@@ -130,7 +124,7 @@ async def add_entry(call: Call, path: DomainPath, body: NewEntry) -> LearningRec
 @EXPERTISE.patch("/api/projects/{project}/expertise/{domain}/entries/{entry_id}")
 async def edit_entry(call: Call, path: EntryPath, body: EntryEdit) -> EntryChanged:
     """Reword an entry and/or change a failure's fix, as a new version; its counts and sources stay."""
-    return await expertise(call).edit_entry(
+    return await call.coord.expertise.edit_entry(
         call.caller,
         domain=path.domain,
         entry_id=path.entry_id,
@@ -144,6 +138,6 @@ async def edit_entry(call: Call, path: EntryPath, body: EntryEdit) -> EntryChang
 @EXPERTISE.delete("/api/projects/{project}/expertise/{domain}/entries/{entry_id}")
 async def remove_entry(call: Call, path: EntryPath, query: EntryRemoval) -> EntryChanged:
     """Remove an entry, as a new version."""
-    return await expertise(call).remove_entry(
+    return await call.coord.expertise.remove_entry(
         call.caller, domain=path.domain, entry_id=path.entry_id, version=query.version, project=path.project
     )
