@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import httpx2
 import pytest
-import uvicorn
 
 from coordinator.config import Config
 from coordinator.context import OPERATOR
@@ -36,7 +35,7 @@ from launcher.runners.sim import SimOptions, SimRunner
 from launcher.serve import build_http_app
 from launcher.team import LaunchReport, LaunchSettings, launch
 from tests.sim_support import import_plan
-from tests.test_mcp_support import free_port
+from tests.test_mcp_support import free_port, serve_in_thread
 
 CHROMIUM = Path(os.environ.get("YOKEFLOW_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
@@ -130,27 +129,11 @@ def http_server(
     url: str, *, port: int | None = None, repo: Path | None = None, require_token: bool = False
 ) -> Iterator[str]:
     """The real HTTP app (MCP, REST, events, dashboard) on loopback, on its own thread; its base URL."""
-    port = port or free_port()
     app = build_http_app(
         url, Config(), host="127.0.0.1", repo=repo, sweep_interval_seconds=0.5, require_token=require_token
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
-        )
-    )
-    thread = threading.Thread(target=server.run, name="dashboard-test-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the HTTP server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-    assert not thread.is_alive(), "the HTTP server did not stop"
+    with serve_in_thread(app, port=port) as base:
+        yield base
 
 
 def run_async(work: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,13 +12,14 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx2
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
+from starlette.applications import Starlette
 
 from coordinator.service import Coordinator
-from launcher.serve import build_http_app
+from launcher.embedded_server import free_port
+from launcher.serve import build_http_app, http_server
 from tools.runtime import Identity, Runtime
 from tools.server import Profile, build_server
 from tools.token_cache import TokenCache
@@ -72,24 +72,15 @@ async def worker_token(client: Client, name: str = "w", persona: str = "implemen
     return str(registered["token"])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def running_http_server(url: str, *, require_token: bool = False, **options: Any) -> Iterator[str]:
-    """A real uvicorn server (on its own thread and event loop) for the database at `url`; its base URL.
-
-    `options` go to `build_http_app` (a clock, the sweep interval, the token cache).
-    """
-    port = free_port()
-    app = build_http_app(url, require_token=require_token, **options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+def serve_in_thread(app: Starlette, *, port: int | None = None) -> Iterator[str]:
+    """`app` under the project's own uvicorn server (`launcher.serve.http_server`, which ends event
+    streams as it stops), on a thread and event loop of its own; its base URL."""
+    port = port or free_port()
+    server = http_server(app, host="127.0.0.1", port=port, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the HTTP server did not start"
         time.sleep(0.01)
@@ -97,8 +88,18 @@ def running_http_server(url: str, *, require_token: bool = False, **options: Any
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(20)
     assert not thread.is_alive(), "the HTTP server did not shut down (a background task kept it up?)"
+
+
+@contextmanager
+def running_http_server(url: str, *, require_token: bool = False, **options: Any) -> Iterator[str]:
+    """A real uvicorn server for the database at `url`; its base URL.
+
+    `options` go to `build_http_app` (a clock, the sweep interval, the token cache).
+    """
+    with serve_in_thread(build_http_app(url, require_token=require_token, **options)) as base:
+        yield base
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-import uvicorn
 from starlette.applications import Starlette
 
 from coordinator.context import OPERATOR, Caller, agent_caller
@@ -23,7 +21,7 @@ from coordinator.planning import NewTask
 from coordinator.rest import RestContext
 from coordinator.service import Coordinator
 from launcher.serve import build_http_app
-from tests.test_mcp_support import free_port
+from tests.test_mcp_support import serve_in_thread
 
 WAIT_SECONDS = 60.0
 """How long a test waits for something that must happen (a deadline, not a measurement)."""
@@ -50,26 +48,11 @@ class Server:
 def serving(url: str, **options: Any) -> Iterator[Server]:
     """The HTTP app for the database at `url` under a real uvicorn on a free loopback port.
 
-    `options` go to `build_http_app`. Open event streams are cut after a few seconds at shutdown.
+    `options` go to `build_http_app`. Open event streams end as the server stops.
     """
-    port = free_port()
     app = build_http_app(url, **options)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=3
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the HTTP server did not start"
-        time.sleep(0.01)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", app)
-    finally:
-        server.should_exit = True
-        thread.join(20)
-    assert not thread.is_alive(), "the HTTP server did not shut down"
+    with serve_in_thread(app) as base:
+        yield Server(base, app)
 
 
 def answer(response: httpx2.Response, status: int = 200) -> Any:

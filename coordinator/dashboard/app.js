@@ -2309,60 +2309,33 @@ function renderPanel(detail) {
         ),
       ),
     ),
-    deps.length
-      ? [
-          h("h4", {}, "Depends on"),
-          h(
-            "ul",
-            {},
-            deps.map((d) => h("li", {}, `#${d.task_id} ${d.title} — ${statusLabel(d.status)} (${d.kind})`)),
-          ),
-        ]
-      : null,
-    dependents.length
-      ? [
-          h("h4", {}, "Needed by"),
-          h(
-            "ul",
-            {},
-            dependents.map((d) => h("li", {}, `#${d.task_id} ${d.title} — ${statusLabel(d.status)} (${d.kind})`)),
-          ),
-        ]
-      : null,
-    tests.length
-      ? [
-          h("h4", {}, "Tests"),
-          h(
-            "ul",
-            {},
-            tests.map((t) =>
-              h("li", {}, `${t.passes === true ? "✔" : t.passes === false ? "✘" : "·"} ${t.description}`),
-            ),
-          ),
-        ]
-      : null,
-    events.length
-      ? [
-          h("h4", {}, "Events"),
-          h(
-            "ol",
-            { class: "event-feed small" },
-            events
-              .slice(-20)
-              .reverse()
-              .map((e) =>
-                h(
-                  "li",
-                  {},
-                  h("time", {}, fmtTime(e.created_at)),
-                  h("span", { class: "kind" }, String(e.kind).replace(/_/g, " ")),
-                  e.actor ? h("span", { class: "muted" }, e.actor) : null,
-                ),
-              ),
-          ),
-        ]
-      : null,
+    listSection("Depends on", "ul", {}, deps, (d) => `#${d.task_id} ${d.title} — ${statusLabel(d.status)} (${d.kind})`),
+    listSection(
+      "Needed by",
+      "ul",
+      {},
+      dependents,
+      (d) => `#${d.task_id} ${d.title} — ${statusLabel(d.status)} (${d.kind})`,
+    ),
+    listSection(
+      "Tests",
+      "ul",
+      {},
+      tests,
+      (t) => `${t.passes === true ? "✔" : t.passes === false ? "✘" : "·"} ${t.description}`,
+    ),
+    listSection("Events", "ol", { class: "event-feed small" }, events.slice(-20).reverse(), (e) => [
+      h("time", {}, fmtTime(e.created_at)),
+      h("span", { class: "kind" }, String(e.kind).replace(/_/g, " ")),
+      e.actor ? h("span", { class: "muted" }, e.actor) : null,
+    ]),
   );
+}
+
+/** A heading and a list of `items` (each rendered by `line`), or nothing when there are none. */
+function listSection(title, tag, attrs, items, line) {
+  if (!items.length) return null;
+  return [h("h4", {}, title), h(tag, attrs, items.map((item) => h("li", {}, line(item))))];
 }
 
 // ---------------------------------------------------------------- tabs, ticking, start
