@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -128,6 +129,27 @@ async def test_commit_and_rollback(store: Store) -> None:
     project = Project.model_validate(row)
     assert project.metadata == {"plan": {"batches": [[1, 2]]}}
     assert project.created_at == 1.5 and project.status == "active"
+
+
+async def test_a_caller_cancelled_while_a_transaction_begins_leaves_the_store_usable(store: Store) -> None:
+    """A background task (the sweeper, a merge runner) cancelled at any await of opening a
+    transaction must not leave a connection inside a transaction for the next caller."""
+
+    async def write() -> None:
+        async with store.transaction() as tx:
+            await _insert_project(tx)
+
+    for steps in range(4):  # cancel at each of the first awaits of opening a transaction
+        opening = asyncio.create_task(write())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        async with store.transaction() as tx:
+            await tx.execute("DELETE FROM projects")
+    async with store.transaction(write=False) as tx:
+        assert await tx.fetchval("SELECT COUNT(*) FROM projects") == 0
 
 
 async def test_placeholders_repeat_and_rowcounts(store: Store) -> None:

@@ -230,8 +230,15 @@ class SqliteStore(Store):
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SqliteTx]:
         opener = self._writing() if write else self._reading()
         async with opener as connection:
-            with self.translate_errors():
-                await connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                with self.translate_errors():
+                    await connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except BaseException:
+                # A caller cancelled while waiting may still have begun the transaction on
+                # aiosqlite's thread; end it (calls run in order there) so the connection is clean.
+                with suppress(sqlite3.Error):
+                    await connection.execute("ROLLBACK")
+                raise
             tx = SqliteTx(connection, self)
             try:
                 yield tx
