@@ -56,6 +56,8 @@ def claim_sql(backend: str, *, avoid_file_conflicts: bool, one_task: bool = Fals
     lock = " FOR UPDATE SKIP LOCKED" if backend == "postgresql" else ""
     conflicts = NO_FILE_CONFLICT if avoid_file_conflicts else ""
     conflicts += " AND t.id = $8" if one_task else ""
+    # A paused project hands out nothing; the claim that finds nothing says why.
+    conflicts += " AND NOT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND status = 'paused')"
     return f"""
 UPDATE tasks SET
     status = 'in_progress',
@@ -73,8 +75,9 @@ WHERE id = (
     ORDER BY t.priority, t.remaining_path DESC, t.id
     LIMIT 1{lock})
 RETURNING *,
-    EXISTS (SELECT 1 FROM task_dependencies WHERE task_id = tasks.id) AS has_dependencies,
-    EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests"""
+    (SELECT COUNT(*) FROM task_dependencies WHERE task_id = tasks.id) AS dependency_count,
+    EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests,
+    (SELECT priority FROM epics WHERE id = tasks.epic_id) AS epic_priority"""
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,11 @@ class BackoffPolicy:
 
 @dataclass(frozen=True)
 class ClaimedRow:
-    """A freshly leased task, and whether it has dependencies and tests to hand on as context."""
+    """A freshly leased task, with what its claim context needs to know of its surroundings."""
 
     task: Task
-    has_dependencies: bool
+    dependencies: int
+    epic_priority: int | None
     has_tests: bool
 
 
@@ -127,7 +131,12 @@ async def claim_one(
     )
     if row is None:
         return None
-    return ClaimedRow(Task.model_validate(row), bool(row["has_dependencies"]), bool(row["has_tests"]))
+    return ClaimedRow(
+        Task.model_validate(row),
+        dependencies=int(row["dependency_count"]),
+        epic_priority=None if row["epic_priority"] is None else int(row["epic_priority"]),
+        has_tests=bool(row["has_tests"]),
+    )
 
 
 async def has_ready_task_for_other_personas(tx: Tx, *, project_id: int, persona: str, now: float) -> bool:

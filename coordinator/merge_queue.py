@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from coordinator.config import Config
-from coordinator.context import Wakeup
 from coordinator.errors import StateConflict, YokeflowError
 from coordinator.events import append_event
 from coordinator.merging import Conflict, NothingToMerge
@@ -65,19 +64,12 @@ class MergeRun:
 class MergeQueue:
     """Takes queued merges and runs them through pre-detection, the test gate and the ref move."""
 
-    #: how often an idle queue looks for merges queued by other processes
+    #: how often an idle queue looks for merges queued by other processes (merges queued in this
+    #: process wake it at once; other events do not, so an idle queue costs one query a second)
     poll_seconds = 1.0
 
-    def __init__(
-        self, store: Store, config: Config, workspaces: Workspaces, work: WorkService, wakeup: Wakeup
-    ) -> None:
-        self.store, self.config, self.workspaces, self.work, self.wakeup = (
-            store,
-            config,
-            workspaces,
-            work,
-            wakeup,
-        )
+    def __init__(self, store: Store, config: Config, workspaces: Workspaces, work: WorkService) -> None:
+        self.store, self.config, self.workspaces, self.work = store, config, workspaces, work
         self.runner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def take(self) -> Merge | None:
@@ -135,7 +127,7 @@ class MergeQueue:
                     continue
             except YokeflowError as exc:
                 log.warning("merge queue: %s; will retry", exc)
-            await self.wakeup.wait(self.poll_seconds)
+            await self.work.merges_queued.wait(self.poll_seconds)
 
     # --------------------------------------------------------------------------------- steps
 

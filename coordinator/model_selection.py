@@ -18,6 +18,7 @@ stop at 100% still applies to every claim).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -49,6 +50,30 @@ _EPSILON = 1e-9
 _RANK: dict[str, int] = {tier: rank for rank, tier in enumerate(TIERS)}
 
 
+@dataclass(frozen=True)
+class TaskFacts:
+    """What a recommendation needs to know beyond the task's row (the claim reads it in its statement)."""
+
+    dependencies: int
+    epic_priority: int | None
+    spent_usd: float | None = None
+    """The project's spending; None when it has no budget."""
+
+
+async def task_facts(tx: Tx, task: Task, cost: CostConfig) -> TaskFacts:
+    budgeted = cost.budget_limit_usd is not None
+    args: list[int | None] = [task.id, task.epic_id]
+    if budgeted:
+        args.append(task.project_id)
+    row = await tx.fetchrow(_FACTS + (_SPENT if budgeted else ""), *args)
+    assert row is not None
+    return TaskFacts(
+        dependencies=int(row["dependencies"]),
+        epic_priority=None if row["epic_priority"] is None else int(row["epic_priority"]),
+        spent_usd=float(row["spent"]) if budgeted else None,
+    )
+
+
 class ModelRecommendation(BaseModel):
     model: str
     tier: Tier | None = Field(description="haiku, sonnet or opus; null for a model outside the tiers.")
@@ -58,24 +83,22 @@ class ModelRecommendation(BaseModel):
     reason: str
 
 
-async def recommend_model(tx: Tx, *, task: Task, config: Config) -> ModelRecommendation:
+async def recommend_model(
+    tx: Tx, *, task: Task, config: Config, facts: TaskFacts | None = None
+) -> ModelRecommendation:
     """The model for `task` and why, for its claim context.
 
-    Runs inside the caller's transaction: one query, plus one for the history when neither an
-    override nor the default decides.
+    Runs inside the caller's transaction: one query for the `facts` unless they are given, plus
+    one for the history when neither an override nor the default decides.
     """
     cost = config.cost
-    budgeted = cost.budget_limit_usd is not None
-    args: list[int | None] = [task.id, task.epic_id]
-    if budgeted:
-        args.append(task.project_id)
-    facts = await tx.fetchrow(_FACTS + (_SPENT if budgeted else ""), *args)
-    assert facts is not None
+    if facts is None:
+        facts = await task_facts(tx, task, cost)
     shape = TaskShape(
         text=task_text(task.title, task.description, task.action),
         estimate=task.estimate,
         predicted_files=len(task.predicted_files),
-        dependencies=int(facts["dependencies"]),
+        dependencies=facts.dependencies,
         domain=task.domain,
     )
     complexity = score_task(shape, cost)
@@ -90,8 +113,7 @@ async def recommend_model(tx: Tx, *, task: Task, config: Config) -> ModelRecomme
             reason=reason,
         )
 
-    epic_priority = facts["epic_priority"]
-    override = _override(task, None if epic_priority is None else int(epic_priority), cost)
+    override = _override(task, facts.epic_priority, cost)
     if override is not None:
         return answer(override[0], "override", override[1])
     if not cost.optimization_enabled:
@@ -106,8 +128,8 @@ async def recommend_model(tx: Tx, *, task: Task, config: Config) -> ModelRecomme
     picked = _from_history([r for r in history if r.band == complexity.band], cost)
     if picked is not None:
         model, source, reason = picked.model, "history", _history_reason(picked, history, cost)
-    if budgeted:
-        downgrade = _budget_downgrade(model, float(facts["spent"]), cost)
+    if facts.spent_usd is not None:
+        downgrade = _budget_downgrade(model, facts.spent_usd, cost)
         if downgrade is not None:
             model, source, reason = downgrade[0], "budget", downgrade[1]
     return answer(model, source, reason)

@@ -39,7 +39,7 @@ class Coordinator:
         self.workspaces = Workspaces(store, self.config, repo)
         self.planning = PlanningService(store, self.config, self.wakeup)
         self.work = WorkService(store, self.config, self.wakeup, self.workspaces)
-        self.merges = MergeQueue(store, self.config, self.workspaces, self.work, self.wakeup)
+        self.merges = MergeQueue(store, self.config, self.workspaces, self.work)
         self.agents = AgentService(store, self.config, self.wakeup, self.workspaces)
         self.plans = PlanService(store, self.config, self.wakeup)
         self.costs = CostService(store, self.config, self.wakeup)

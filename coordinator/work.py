@@ -28,7 +28,7 @@ from coordinator.leasing import (
     has_ready_task_for_other_personas,
     leased_task,
 )
-from coordinator.model_selection import recommend_model
+from coordinator.model_selection import TaskFacts, recommend_model
 from coordinator.planning import NewTask, PlanWriter
 from coordinator.queries import get_task, task_tests
 from coordinator.records import Agent, Merge, Task, TaskStatus, TaskTest
@@ -53,11 +53,11 @@ MAX_FOLLOW_UP_ROUNDS = 3
 MERGE_QUEUE = Caller(name="merge-queue", role="operator")
 _CLAIM_QUEUE_LOCK = 0x59F1
 _AGENT_TOUCH_SECONDS = 15.0
-_PROJECT_FOR_CLAIM = {
-    False: "SELECT status FROM projects WHERE id = $1",
-    True: "SELECT status, EXISTS (SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id "
-    "WHERE t.project_id = $1) AS has_files FROM projects WHERE id = $1",
-}
+# One round trip: the lock is only taken when project $2 has predicted files.
+_TAKE_CLAIM_TURN_IF_FILES = (
+    "SELECT pg_advisory_xact_lock($1, $2) WHERE EXISTS (SELECT 1 FROM task_files f "
+    "JOIN tasks t ON t.id = f.task_id WHERE t.project_id = $2)"
+)
 
 
 def _holds_lease(token: int, owner: int, project: int) -> str:
@@ -138,6 +138,8 @@ class WorkService(ServiceBase):
     ) -> None:
         super().__init__(store, config, wakeup)
         self.workspaces = workspaces
+        self.merges_queued = Wakeup()
+        """Wakes this process's merge queue when a merge is queued here (it polls for the others)."""
 
     #: how often a waiting claim looks again for changes made by other processes; changes
     #: made in this process (and, on PostgreSQL, NOTIFYs from others) wake it at once
@@ -254,21 +256,15 @@ class WorkService(ServiceBase):
         self, tx: Tx, caller: Caller, agent: Agent, ttl: float, now: float, task_id: int | None
     ) -> Claimed | NoWork:
         project_id = agent.project_id
-        queue = tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts
-        project = await tx.fetchrow(_PROJECT_FOR_CLAIM[queue], project_id)
-        if project is None:
-            raise NotFound(
-                f"project {project_id} of this agent no longer exists", fix="register the agent again"
-            )
-        if project["status"] == "paused":
-            return await self._no_work(tx, project_id, agent.persona, now, paused=True)
-        if await self._budget_exhausted(tx, project_id):
+        limit = self.config.cost.budget_limit_usd
+        spent = None if limit is None else await spent_usd(tx, project_id)
+        if limit is not None and spent is not None and spent >= limit:
             return await self._no_work(tx, project_id, agent.persona, now, budget=True)
-        if queue and project["has_files"]:
+        if tx.backend == "postgresql" and self.config.parallel.avoid_file_conflicts:
             # Claims of a project with predicted files take turns on PostgreSQL, or two of them
             # could each miss the other's new lease on a shared file; other projects keep fully
             # parallel SKIP LOCKED claims.
-            await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _CLAIM_QUEUE_LOCK, project_id)
+            await tx.execute(_TAKE_CLAIM_TURN_IF_FILES, _CLAIM_QUEUE_LOCK, project_id)
         claimed = await claim_one(
             tx,
             project_id=project_id,
@@ -280,6 +276,13 @@ class WorkService(ServiceBase):
             task_id=task_id,
         )
         if claimed is None:
+            status = await tx.fetchval("SELECT status FROM projects WHERE id = $1", project_id)
+            if status is None:
+                raise NotFound(
+                    f"project {project_id} of this agent no longer exists", fix="register the agent again"
+                )
+            if status == "paused":
+                return await self._no_work(tx, project_id, agent.persona, now, paused=True)
             await self._expire_leases(tx, now, project_id)
             if task_id is not None:
                 return await self._why_not_ready(tx, task_id, agent, now)
@@ -310,14 +313,14 @@ class WorkService(ServiceBase):
                 now,
             )
         await note_batch_started(tx, task, now, caller.name)
-        context = await self._claim_context(tx, claimed)
+        context = await self._claim_context(tx, claimed, spent)
         return Claimed(task=task, lease=self._lease(task, ttl), context=context)
 
-    async def _claim_context(self, tx: Tx, claimed: ClaimedRow) -> ClaimContext:
+    async def _claim_context(self, tx: Tx, claimed: ClaimedRow, spent: float | None) -> ClaimContext:
         task = claimed.task
         rows = (
             []
-            if not claimed.has_dependencies
+            if not claimed.dependencies
             else await tx.fetch(
                 "SELECT p.id, p.title, d.kind, p.status, p.summary, p.result, p.files_changed, p.commit_sha "
                 "FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_task_id "
@@ -343,7 +346,14 @@ class WorkService(ServiceBase):
             tests=await task_tests(tx, task.id) if claimed.has_tests else [],
             handoff_note=task.progress_note,
             previous_error=task.last_error,
-            model_recommendation=(await recommend_model(tx, task=task, config=self.config)).model_dump(),
+            model_recommendation=(
+                await recommend_model(
+                    tx,
+                    task=task,
+                    config=self.config,
+                    facts=TaskFacts(claimed.dependencies, claimed.epic_priority, spent),
+                )
+            ).model_dump(),
             expertise=await expertise_context(tx, project_id=task.project_id, domain=task.domain)
             if self.config.learning.enabled
             else None,
@@ -370,10 +380,6 @@ class WorkService(ServiceBase):
         else:
             why = f"task {task_id} shares predicted files with a task being worked on, or its epic waits on another"
         return NoWork(reason="task_not_ready", message=why + ".", counts={}, retry_after_seconds=None)
-
-    async def _budget_exhausted(self, tx: Tx, project_id: int) -> bool:
-        limit = self.config.cost.budget_limit_usd
-        return limit is not None and await spent_usd(tx, project_id) >= limit
 
     async def _no_work(
         self, tx: Tx, project_id: int, persona: str, now: float, *, paused: bool = False, budget: bool = False
@@ -540,7 +546,8 @@ class WorkService(ServiceBase):
                 "UPDATE tasks SET status = $10, result = $2, summary = $3, files_changed = $4, commit_sha = $5, "
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = $6, updated_at = $6 "
                 f"WHERE id = $1 AND {_holds_lease(7, 8, 9)} "
-                "AND NOT EXISTS (SELECT 1 FROM task_tests WHERE task_id = $1 AND passes = FALSE) RETURNING *",
+                "AND NOT EXISTS (SELECT 1 FROM task_tests WHERE task_id = $1 AND passes = FALSE) "
+                "RETURNING *, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on_task_id = $1) AS has_dependents",
                 task_id,
                 result,
                 summary,
@@ -567,11 +574,15 @@ class WorkService(ServiceBase):
             if ticket is not None:
                 await self._enqueue_merge(tx, task, ticket, now, caller.name)
             if not merging:
-                await self._after_finish(tx, task, now, caller.name)
+                await self._after_finish(
+                    tx, task, now, caller.name, has_dependents=bool(done["has_dependents"])
+                )
             learned = await self._learn(
                 tx, task, failed=False, error=None, summary=summary, files=files_changed or [], now=now
             )
         self.wakeup.notify()
+        if ticket is not None:
+            self.merges_queued.notify()
         await self._sync_expertise(task, learned)
         return Task.model_validate(done)
 
@@ -844,6 +855,7 @@ class WorkService(ServiceBase):
                 },
             )
         self.wakeup.notify()
+        self.merges_queued.notify()
         return Merge.model_validate(requeued)
 
     async def _check_retry(self, tx: Tx, merge: Merge, task: Task) -> None:
@@ -1017,14 +1029,23 @@ class WorkService(ServiceBase):
 
     # ------------------------------------------------------------------------------ shared
 
-    async def _after_finish(self, tx: Tx, task: Task, now: float, actor: str) -> None:
-        """Announce dependents that became ready and close the epic when its last task ended."""
-        ready = await tx.fetch(
-            "SELECT t.id FROM task_dependencies d JOIN tasks t ON t.id = d.task_id "
-            "WHERE d.depends_on_task_id = $1 AND d.kind = 'hard' AND t.status = 'pending' "
-            "AND NOT EXISTS (SELECT 1 FROM task_dependencies d2 JOIN tasks p ON p.id = d2.depends_on_task_id "
-            "WHERE d2.task_id = t.id AND d2.kind = 'hard' AND p.status NOT IN ('done', 'cancelled'))",
-            task.id,
+    async def _after_finish(
+        self, tx: Tx, task: Task, now: float, actor: str, *, has_dependents: bool = True
+    ) -> None:
+        """Announce dependents that became ready and close the epic when its last task ended.
+
+        `has_dependents`: False when the caller knows that no task depends on this one.
+        """
+        ready = (
+            []
+            if not has_dependents
+            else await tx.fetch(
+                "SELECT t.id FROM task_dependencies d JOIN tasks t ON t.id = d.task_id "
+                "WHERE d.depends_on_task_id = $1 AND d.kind = 'hard' AND t.status = 'pending' "
+                "AND NOT EXISTS (SELECT 1 FROM task_dependencies d2 JOIN tasks p ON p.id = d2.depends_on_task_id "
+                "WHERE d2.task_id = t.id AND d2.kind = 'hard' AND p.status NOT IN ('done', 'cancelled'))",
+                task.id,
+            )
         )
         for row in ready:
             append_event(

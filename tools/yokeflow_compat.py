@@ -28,7 +28,15 @@ from tools.observer import TOOLS as OBSERVER
 from tools.planner import TOOLS as PLANNER
 from tools.plans import TOOLS as PLANS
 from tools.registry import ToolSet
-from tools.results import ClaimResult, EpicList, NextTask, SessionList, TaskStatusChange, TestList
+from tools.results import (
+    ClaimedTask,
+    ClaimResult,
+    EpicList,
+    NextTask,
+    SessionList,
+    TaskStatusChange,
+    TestList,
+)
 from tools.runtime import Runtime, ToolContext
 from tools.worker import TOOLS as WORKER
 
@@ -114,7 +122,7 @@ async def start_task(
         return ClaimResult(
             status="claimed",
             agent_id=_agent_id(worker),
-            task=refreshed.task,
+            task=ClaimedTask.model_validate(refreshed.task),
             lease=held,
             message="already started",
         )
