@@ -11,6 +11,7 @@ import random
 import secrets
 from dataclasses import dataclass
 
+from coordinator.domains import FALLBACK
 from coordinator.errors import LeaseLost, NotFound
 from coordinator.records import Task, TaskStatus
 from coordinator.storage.base import Tx
@@ -77,7 +78,9 @@ WHERE id = (
 RETURNING *,
     (SELECT COUNT(*) FROM task_dependencies WHERE task_id = tasks.id) AS dependency_count,
     EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests,
-    (SELECT priority FROM epics WHERE id = tasks.epic_id) AS epic_priority"""
+    (SELECT priority FROM epics WHERE id = tasks.epic_id) AS epic_priority,
+    EXISTS (SELECT 1 FROM expertise_files WHERE project_id = tasks.project_id
+            AND domain = COALESCE(tasks.domain, '{FALLBACK}')) AS has_expertise"""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class ClaimedRow:
     dependencies: int
     epic_priority: int | None
     has_tests: bool
+    has_expertise: bool
+    """Whether the task's domain has learned something to hand on."""
 
 
 def new_lease_prefix() -> str:
@@ -136,6 +141,7 @@ async def claim_one(
         dependencies=int(row["dependency_count"]),
         epic_priority=None if row["epic_priority"] is None else int(row["epic_priority"]),
         has_tests=bool(row["has_tests"]),
+        has_expertise=bool(row["has_expertise"]),
     )
 
 

@@ -355,7 +355,7 @@ class WorkService(ServiceBase):
                 )
             ).model_dump(),
             expertise=await expertise_context(tx, project_id=task.project_id, domain=task.domain)
-            if self.config.learning.enabled
+            if self.config.learning.enabled and claimed.has_expertise
             else None,
         )
 

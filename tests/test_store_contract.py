@@ -312,6 +312,34 @@ async def test_several_stores_on_one_database_share_state(database: Database) ->
             await s.close()
 
 
+async def test_a_transaction_that_begins_with_a_write_is_one_transaction(database: Database) -> None:
+    """Its first statement already runs inside it (SQLite begins it with that statement): other
+    connections see nothing before the commit, and a failure later undoes the first write too."""
+    writer, other = await database.open(), await database.open()
+    try:
+        with pytest.raises(RuntimeError):
+            async with writer.transaction() as tx:
+                project_id = await _insert_project(tx)
+                async with other.transaction(write=False) as look:
+                    assert await look.fetchval("SELECT COUNT(*) FROM projects") == 0
+                await _insert_task(tx, project_id)
+                assert await tx.fetchval("SELECT COUNT(*) FROM tasks") == 1
+                raise RuntimeError("boom")
+        async with writer.transaction() as tx:
+            await tx.execute("UPDATE tasks SET attempts = 1")  # a write that changes nothing still commits
+            project_id = await _insert_project(tx)
+        async with other.transaction(write=False) as look:
+            assert await look.fetchval("SELECT COUNT(*) FROM projects") == 1
+            assert await look.fetchval("SELECT COUNT(*) FROM tasks") == 0
+        async with writer.transaction():
+            pass  # a transaction without statements commits nothing and leaves the connection free
+        async with writer.transaction() as tx:
+            assert await tx.fetchval("SELECT id FROM projects") == project_id
+    finally:
+        await writer.close()
+        await other.close()
+
+
 async def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(UnsupportedDatabase) as caught:
         await open_store("mysql://localhost/db")

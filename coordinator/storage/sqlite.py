@@ -51,19 +51,37 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(raw)
 
 
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
 class SqliteTx(CommitHooks):
-    """A transaction on one aiosqlite connection."""
+    """A transaction on one aiosqlite connection.
+
+    A write transaction begins with its first statement: when that statement writes, sqlite3
+    itself issues `BEGIN IMMEDIATE` before it, in the same call on aiosqlite's thread (the
+    writer connection's `isolation_level`); otherwise the transaction sends `BEGIN IMMEDIATE`
+    first. Either way every statement runs inside the transaction, one thread hop sooner.
+    """
 
     backend = "sqlite"
 
-    def __init__(self, connection: aiosqlite.Connection, store: SqliteStore) -> None:
+    def __init__(self, connection: aiosqlite.Connection, store: SqliteStore, *, begin: str | None) -> None:
         super().__init__()
         self._connection = connection
         self._store = store
+        self._begin = begin
+
+    async def _prepare(self, sql: str) -> str:
+        """The statement in SQLite's placeholders, once the transaction has begun (or will with it)."""
+        if self._begin is not None:
+            begin, self._begin = self._begin, None
+            if not _WRITES.match(sql):
+                await self._connection.execute(begin)
+        return _to_sqlite_placeholders(sql)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         with self._store.translate_errors():
-            rows = await self._connection.execute_fetchall(_to_sqlite_placeholders(sql), args)
+            rows = await self._connection.execute_fetchall(await self._prepare(sql), args)
         return list(rows)  # type: ignore[arg-type]
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
@@ -76,12 +94,12 @@ class SqliteTx(CommitHooks):
 
     async def execute(self, sql: str, *args: Any) -> int:
         with self._store.translate_errors():
-            cursor = await self._connection.execute(_to_sqlite_placeholders(sql), args)
+            cursor = await self._connection.execute(await self._prepare(sql), args)
         return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._store.translate_errors():
-            await self._connection.executemany(_to_sqlite_placeholders(sql), rows)
+            await self._connection.executemany(await self._prepare(sql), rows)
 
     async def execute_script(self, script: str) -> None:
         for statement in split_sql_script(script):
@@ -165,8 +183,9 @@ class SqliteStore(Store):
         return f"SQLite database {self.path}"
 
     async def _connect(self, *, first: bool = False) -> aiosqlite.Connection:
+        """A connection; the first one is the writer, whose writing statements begin a transaction."""
         try:
-            connection = await aiosqlite.connect(self.path, isolation_level=None)
+            connection = await aiosqlite.connect(self.path, isolation_level="IMMEDIATE" if first else None)
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(
                 f"cannot open the SQLite database {self.path}: {exc}",
@@ -230,30 +249,19 @@ class SqliteStore(Store):
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SqliteTx]:
         opener = self._writing() if write else self._reading()
         async with opener as connection:
-            try:
-                with self.translate_errors():
-                    await connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            except BaseException:
-                # A caller cancelled while waiting may still have begun the transaction on
-                # aiosqlite's thread; end it (calls run in order there) so the connection is clean.
-                with suppress(sqlite3.Error):
-                    await connection.execute("ROLLBACK")
-                raise
-            tx = SqliteTx(connection, self)
+            tx = SqliteTx(connection, self, begin="BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield tx
                 await tx.run_before_commit()
+                if connection.in_transaction:
+                    with self.translate_errors():
+                        await connection.execute("COMMIT")
             except BaseException:
+                # Also when a caller was cancelled while a statement ran: it may still have begun
+                # the transaction on aiosqlite's thread, and calls run there in order.
                 with suppress(sqlite3.Error):
                     await connection.execute("ROLLBACK")
                 raise
-            with self.translate_errors():
-                try:
-                    await connection.execute("COMMIT")
-                except BaseException:
-                    with suppress(sqlite3.Error):
-                        await connection.execute("ROLLBACK")
-                    raise
 
     async def integrity_problems(self) -> list[str]:
         async with self.transaction(write=False) as tx:
