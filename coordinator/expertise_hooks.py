@@ -51,12 +51,14 @@ async def learn_from_outcome(
     files: list[str],
     now: float,
     config: Config,
+    domain_has_expertise: bool = True,
 ) -> bool:
     """Learn from a task's outcome inside the transaction that records it; whether expertise changed.
 
     A failure becomes a failure learning of the task's domain (its error text). A completion
     gives the task's earlier failures their fix (its summary), makes the files it touched core
-    files, and counts towards the domain's confidence.
+    files, and counts towards the domain's confidence. `domain_has_expertise` False says the
+    task's own domain has none, so a completion that touched no files has nothing to change.
     """
     learning = config.learning
     if not learning.enabled:
@@ -78,6 +80,8 @@ async def learn_from_outcome(
             or f"task {task.id} ({task.title}) succeeded"
         )
         paths = list(dict.fromkeys(_valid_paths(files)))
+        if not paths and not domain_has_expertise and domain == (task.domain or FALLBACK):
+            return False  # no failures to fix, no files, no confidence to count
 
         def change(expertise: Expertise) -> tuple[Expertise, Diff]:
             expertise, diff = record_fix(expertise, task_id=task.id, fix=fix, now=now)

@@ -52,6 +52,13 @@ NO_FILE_CONFLICT = """
                           OR (o.status = 'in_progress' AND o.lease_expires_at >= $2)))"""
 
 
+# In an `UPDATE tasks … RETURNING`: whether the task's own domain has stored expertise.
+DOMAIN_HAS_EXPERTISE = (
+    "EXISTS (SELECT 1 FROM expertise_files WHERE project_id = tasks.project_id "
+    f"AND domain = COALESCE(tasks.domain, '{FALLBACK}'))"
+)
+
+
 def claim_sql(backend: str, *, avoid_file_conflicts: bool, one_task: bool = False) -> str:
     """The one statement that leases the best ready task of a project (or task $8 only), or nothing."""
     lock = " FOR UPDATE SKIP LOCKED" if backend == "postgresql" else ""
@@ -79,8 +86,8 @@ RETURNING *,
     (SELECT COUNT(*) FROM task_dependencies WHERE task_id = tasks.id) AS dependency_count,
     EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests,
     (SELECT priority FROM epics WHERE id = tasks.epic_id) AS epic_priority,
-    EXISTS (SELECT 1 FROM expertise_files WHERE project_id = tasks.project_id
-            AND domain = COALESCE(tasks.domain, '{FALLBACK}')) AS has_expertise"""
+    {DOMAIN_HAS_EXPERTISE} AS has_expertise,
+    EXISTS (SELECT 1 FROM agent_costs WHERE project_id = tasks.project_id) AS has_cost_history"""
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,8 @@ class ClaimedRow:
     has_tests: bool
     has_expertise: bool
     """Whether the task's domain has learned something to hand on."""
+    has_cost_history: bool
+    """Whether the project has recorded any cost (else no model has a history yet)."""
 
 
 def new_lease_prefix() -> str:
@@ -142,6 +151,7 @@ async def claim_one(
         epic_priority=None if row["epic_priority"] is None else int(row["epic_priority"]),
         has_tests=bool(row["has_tests"]),
         has_expertise=bool(row["has_expertise"]),
+        has_cost_history=bool(row["has_cost_history"]),
     )
 
 

@@ -58,6 +58,8 @@ class TaskFacts:
     epic_priority: int | None
     spent_usd: float | None = None
     """The project's spending; None when it has no budget."""
+    has_cost_history: bool = True
+    """False when the project has recorded no cost, so that no model has a history to read."""
 
 
 async def task_facts(tx: Tx, task: Task, cost: CostConfig) -> TaskFacts:
@@ -124,7 +126,7 @@ async def recommend_model(
         )
     domain = task.domain or DEFAULT_DOMAIN
     model, source, reason = _by_score(complexity, domain, cost)
-    history = await model_history(tx, task.project_id, cost, domain=domain)
+    history = await model_history(tx, task.project_id, cost, domain=domain) if facts.has_cost_history else []
     picked = _from_history([r for r in history if r.band == complexity.band], cost)
     if picked is not None:
         model, source, reason = picked.model, "history", _history_reason(picked, history, cost)

@@ -22,6 +22,7 @@ from coordinator.events import append_event, task_event
 from coordinator.expertise_files import sync_files
 from coordinator.expertise_hooks import expertise_context, learn_from_outcome, task_domain
 from coordinator.leasing import (
+    DOMAIN_HAS_EXPERTISE,
     BackoffPolicy,
     ClaimedRow,
     claim_one,
@@ -351,7 +352,9 @@ class WorkService(ServiceBase):
                     tx,
                     task=task,
                     config=self.config,
-                    facts=TaskFacts(claimed.dependencies, claimed.epic_priority, spent),
+                    facts=TaskFacts(
+                        claimed.dependencies, claimed.epic_priority, spent, claimed.has_cost_history
+                    ),
                 )
             ).model_dump(),
             expertise=await expertise_context(tx, project_id=task.project_id, domain=task.domain)
@@ -547,7 +550,8 @@ class WorkService(ServiceBase):
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = $6, updated_at = $6 "
                 f"WHERE id = $1 AND {_holds_lease(7, 8, 9)} "
                 "AND NOT EXISTS (SELECT 1 FROM task_tests WHERE task_id = $1 AND passes = FALSE) "
-                "RETURNING *, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on_task_id = $1) AS has_dependents",
+                "RETURNING *, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on_task_id = $1) AS has_dependents, "
+                f"{DOMAIN_HAS_EXPERTISE} AS has_expertise",
                 task_id,
                 result,
                 summary,
@@ -578,7 +582,14 @@ class WorkService(ServiceBase):
                     tx, task, now, caller.name, has_dependents=bool(done["has_dependents"])
                 )
             learned = await self._learn(
-                tx, task, failed=False, error=None, summary=summary, files=files_changed or [], now=now
+                tx,
+                task,
+                failed=False,
+                error=None,
+                summary=summary,
+                files=files_changed or [],
+                now=now,
+                domain_has_expertise=bool(done["has_expertise"]),
             )
         self.wakeup.notify()
         if ticket is not None:
@@ -596,8 +607,12 @@ class WorkService(ServiceBase):
         summary: str | None,
         files: list[str],
         now: float,
+        domain_has_expertise: bool = True,
     ) -> bool:
-        """Feed an attempt's outcome to the task's domain expertise, in the same transaction."""
+        """Feed an attempt's outcome to the task's domain expertise, in the same transaction.
+
+        `domain_has_expertise`: False when the caller knows the task's own domain has none.
+        """
         if not self.config.learning.enabled:
             return False
         return await learn_from_outcome(
@@ -609,6 +624,7 @@ class WorkService(ServiceBase):
             files=files,
             now=now,
             config=self.config,
+            domain_has_expertise=domain_has_expertise,
         )
 
     async def _sync_expertise(self, task: Task, learned: bool) -> None:
