@@ -595,7 +595,7 @@ class WorkService(ServiceBase):
         if ticket is not None:
             self.merges_queued.notify()
         await self._sync_expertise(task, learned)
-        return Task.model_validate(done)
+        return task.model_copy(update={"status": status})
 
     async def _learn(
         self,
