@@ -208,8 +208,7 @@ class AgentService(ServiceBase):
 
     async def authenticate(self, token: str) -> Agent:
         """The agent a bearer token belongs to; a stopped agent's token no longer works."""
-        async with self.store.transaction(write=False) as tx:
-            row = await tx.fetchrow("SELECT * FROM agents WHERE token_hash = $1", hash_token(token))
+        row = await self.store.read_row("SELECT * FROM agents WHERE token_hash = $1", hash_token(token))
         if row is None or row["status"] == "stopped":
             raise PermissionDenied(
                 "the bearer token is not valid" + (" (its agent was stopped)" if row else ""),

@@ -340,6 +340,25 @@ async def test_a_transaction_that_begins_with_a_write_is_one_transaction(databas
         await other.close()
 
 
+async def test_read_row_reads_one_statement_outside_a_transaction(database: Database) -> None:
+    store, other = await database.open(), await database.open()
+    try:
+        assert await store.read_row("SELECT * FROM projects WHERE id = $1", 1) is None
+        async with other.transaction() as tx:
+            project_id = await _insert_project(tx, "seen")
+            assert await store.read_row("SELECT * FROM projects WHERE id = $1", project_id) is None
+        row = await store.read_row("SELECT name FROM projects WHERE id = $1", project_id)
+        assert row == {"name": "seen"}
+        async with store.transaction() as tx:  # the reading connection was left clean
+            await tx.execute("UPDATE projects SET name = $2 WHERE id = $1", project_id, "renamed")
+        assert await other.read_row("SELECT name FROM projects WHERE id = $1", project_id) == {
+            "name": "renamed"
+        }
+    finally:
+        await store.close()
+        await other.close()
+
+
 async def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(UnsupportedDatabase) as caught:
         await open_store("mysql://localhost/db")

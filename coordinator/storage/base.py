@@ -93,6 +93,11 @@ class Store(ABC):
         """Open a transaction. `write=False` promises no writes (a snapshot read)."""
 
     @abstractmethod
+    async def read_row(self, sql: str, *args: Any) -> Row | None:
+        """The first row of one read statement, run on its own: a single statement reads one
+        consistent snapshot, so it needs no transaction around it (one round trip, not three)."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
     @abstractmethod

@@ -143,6 +143,12 @@ class PostgresStore(Store):
         finally:
             await self.pool.release(connection)
 
+    async def read_row(self, sql: str, *args: Any) -> Row | None:
+        async with self._acquire() as connection:
+            with _translate_errors():
+                record = await connection.fetchrow(sql, *args)
+        return None if record is None else dict(record)
+
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[PostgresTx]:
         async with self._acquire() as connection, connection.transaction(readonly=not write):

@@ -263,6 +263,12 @@ class SqliteStore(Store):
                     await connection.execute("ROLLBACK")
                 raise
 
+    async def read_row(self, sql: str, *args: Any) -> Row | None:
+        async with self._reading() as connection:  # readers are in autocommit between transactions
+            with self.translate_errors():
+                rows: list[Row] = list(await connection.execute_fetchall(_to_sqlite_placeholders(sql), args))  # type: ignore[arg-type]
+        return rows[0] if rows else None
+
     async def integrity_problems(self) -> list[str]:
         async with self.transaction(write=False) as tx:
             rows = await tx.fetch("PRAGMA integrity_check")
