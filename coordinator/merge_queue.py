@@ -22,10 +22,10 @@ from typing import TypeVar
 from coordinator.config import Config
 from coordinator.errors import StateConflict, YokeflowError
 from coordinator.events import append_event
+from coordinator.merge_outcomes import MERGE_QUEUE, MergeOutcomeService
 from coordinator.merging import Conflict, NothingToMerge
 from coordinator.records import Merge
 from coordinator.storage.base import Store
-from coordinator.work import MERGE_QUEUE, WorkService
 from coordinator.workspaces import MergeResult, Workspace, Workspaces
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,10 @@ class MergeQueue:
     #: process wake it at once; other events do not, so an idle queue costs one query a second)
     poll_seconds = 1.0
 
-    def __init__(self, store: Store, config: Config, workspaces: Workspaces, work: WorkService) -> None:
-        self.store, self.config, self.workspaces, self.work = store, config, workspaces, work
+    def __init__(
+        self, store: Store, config: Config, workspaces: Workspaces, outcomes: MergeOutcomeService
+    ) -> None:
+        self.store, self.config, self.workspaces, self.outcomes = store, config, workspaces, outcomes
         self.runner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def take(self) -> Merge | None:
@@ -106,7 +108,7 @@ class MergeQueue:
             return MergeRun(merge, None, str(blocked))
         except YokeflowError as exc:
             outcome = MergeResult("failed", error=str(exc))
-        await self.work.finish_merge(merge, outcome)
+        await self.outcomes.finish_merge(merge, outcome)
         return MergeRun(merge, outcome, None)
 
     async def drain(self) -> list[MergeRun]:
@@ -127,7 +129,7 @@ class MergeQueue:
                     continue
             except YokeflowError as exc:
                 log.warning("merge queue: %s; will retry", exc)
-            await self.work.merges_queued.wait(self.poll_seconds)
+            await self.outcomes.merges_queued.wait(self.poll_seconds)
 
     # --------------------------------------------------------------------------------- steps
 

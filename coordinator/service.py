@@ -16,6 +16,7 @@ from coordinator.events import NOTIFY_CHANNEL
 from coordinator.expertise import ExpertiseService
 from coordinator.expertise_docs import EXPERTS_DIR
 from coordinator.expertise_files import sync_all
+from coordinator.merge_outcomes import MergeOutcomeService
 from coordinator.merge_queue import MergeQueue
 from coordinator.observe import ObserverService
 from coordinator.planning import PlanningService
@@ -38,8 +39,10 @@ class Coordinator:
         self.wakeup = Wakeup()
         self.workspaces = Workspaces(store, self.config, repo)
         self.planning = PlanningService(store, self.config, self.wakeup)
-        self.work = WorkService(store, self.config, self.wakeup, self.workspaces)
-        self.merges = MergeQueue(store, self.config, self.workspaces, self.work)
+        merges_queued = Wakeup()
+        self.work = WorkService(store, self.config, self.wakeup, self.workspaces, merges_queued=merges_queued)
+        self.merge_outcomes = MergeOutcomeService(store, self.config, self.wakeup, merges_queued)
+        self.merges = MergeQueue(store, self.config, self.workspaces, self.merge_outcomes)
         self.agents = AgentService(store, self.config, self.wakeup, self.workspaces)
         self.plans = PlanService(store, self.config, self.wakeup)
         self.costs = CostService(store, self.config, self.wakeup)

@@ -51,4 +51,4 @@ async def retry_merge(call: Call, path: MergePath) -> Merge:
 
     Its task goes back to merging. Refused (409) while a follow-up task still works on the branch.
     """
-    return await call.coord.work.retry_merge(call.caller, merge_id=path.merge_id)
+    return await call.coord.merge_outcomes.retry_merge(call.caller, merge_id=path.merge_id)
