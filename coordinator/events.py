@@ -17,10 +17,20 @@ NOTIFY_CHANNEL = "yokeflow_events"
 _EVENT_ORDER_LOCK = 0x59F1E7E0
 _COLUMNS = "project_id, task_id, agent_id, actor, kind, before_status, after_status, payload, created_at"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-_INSERT_POSTGRES = (  # the NOTIFY rides along in the same round trip
+_INSERT_POSTGRES = (
     f"INSERT INTO events ({_COLUMNS}) SELECT $1::bigint, $2::bigint, $3::bigint, $4::text, $5::text, "
-    f"$6::text, $7::text, $8::jsonb, $9::double precision FROM pg_notify('{NOTIFY_CHANNEL}', $10)"
+    "$6::text, $7::text, $8::jsonb, $9::double precision"
 )
+_INSERT_POSTGRES_NOTIFY = (  # the NOTIFY rides along in the same round trip
+    f"{_INSERT_POSTGRES} FROM pg_notify('{NOTIFY_CHANNEL}', $10)"
+)
+QUIET_KINDS = frozenset({"task_claimed", "lease_heartbeat", "task_branch_ready", "cost_recorded"})
+"""Events that cannot make a task claimable: on PostgreSQL they send no NOTIFY.
+
+A NOTIFY is a wake-up hint for claims waiting in other processes, and costs PostgreSQL about
+as much as the rest of a small transaction; claims and heartbeats are the most frequent events.
+Event streams in other processes still see these within their poll interval.
+"""
 # Readers give committed events their positions one batch at a time, under a lock: an
 # event that commits after a batch can only get a later position than every event in it.
 _SEQUENCE = (
@@ -46,8 +56,8 @@ def append_event(
     """Append one event to the log as the transaction commits (or not at all).
 
     Events are written last in the transaction. On PostgreSQL a NOTIFY goes with them (a
-    wake-up hint for other processes), and their position in the log is given later by
-    `read_events`, in commit order.
+    wake-up hint for other processes), unless their kind is in `QUIET_KINDS`, and their
+    position in the log is given later by `read_events`, in commit order.
     """
     values = (
         project_id,
@@ -62,10 +72,12 @@ def append_event(
     )
 
     async def write() -> None:
-        if tx.backend == "postgresql":
-            await tx.execute(_INSERT_POSTGRES, *values, str(project_id or 0))
-        else:
+        if tx.backend != "postgresql":
             await tx.execute(_INSERT, *values)
+        elif kind in QUIET_KINDS:
+            await tx.execute(_INSERT_POSTGRES, *values)
+        else:
+            await tx.execute(_INSERT_POSTGRES_NOTIFY, *values, str(project_id or 0))
 
     tx.before_commit(write)
 

@@ -8,7 +8,7 @@ import pytest
 
 from coordinator.context import OPERATOR, Caller, agent_caller
 from coordinator.errors import InvalidInput, LeaseLost, NotFound, PermissionDenied, StateConflict
-from coordinator.events import read_events
+from coordinator.events import NOTIFY_CHANNEL, read_events
 from coordinator.planning import NewTask
 from coordinator.records import TaskStatus
 from coordinator.service import Coordinator
@@ -386,6 +386,42 @@ async def test_a_waiting_claim_is_woken_by_another_process(database, clock: Manu
     finally:
         await first.close()
         await second.close()
+
+
+async def test_claims_and_heartbeats_send_no_notify_but_completions_do(database, clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a NOTIFY wakes claims waiting in other processes; events that cannot make a
+    task claimable do without it. Markers sent around the calls make the check exact: the
+    notifications of one channel arrive in commit order."""
+    if database.backend == "sqlite":
+        pytest.skip("SQLite has no cross-process notification")
+    import asyncpg
+
+    received: list[str] = []
+    marked = {"first": asyncio.Event(), "second": asyncio.Event()}
+
+    def heard(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+        received.append(payload)
+        if payload in marked:
+            marked[payload].set()
+
+    listener = await asyncpg.connect(database.url)
+    await listener.add_listener(NOTIFY_CHANNEL, heard)
+    coord = await Coordinator.open(database.url, clock=clock)
+    try:
+        a, *_ = await setup_chain(coord)
+        w = await worker(coord)
+        await listener.execute(f"NOTIFY {NOTIFY_CHANNEL}, 'first'")
+        await asyncio.wait_for(marked["first"].wait(), 60)
+        received.clear()
+        held = await claimed(coord, w)
+        await coord.work.heartbeat(w, task_id=a, lease_id=held.lease.lease_id)
+        await coord.work.complete(w, task_id=a, lease_id=held.lease.lease_id)
+        await listener.execute(f"NOTIFY {NOTIFY_CHANNEL}, 'second'")
+        await asyncio.wait_for(marked["second"].wait(), 60)
+        assert received == [str(held.task.project_id), "second"]
+    finally:
+        await coord.close()
+        await listener.close()
 
 
 async def test_heartbeats_keep_the_lease_length_the_claim_asked_for(
