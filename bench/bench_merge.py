@@ -78,7 +78,7 @@ class GitTally:
             finally:
                 tally.calls[(tally.gate, _command(args))].append(time.perf_counter() - started)
 
-        Git.result = result  # type: ignore[method-assign]
+        Git.result = result  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:

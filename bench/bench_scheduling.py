@@ -85,9 +85,9 @@ def layered(rng: random.Random, layers: int = 10, width: int = 20) -> Shape:
 def app(rng: random.Random, sizes: tuple[int, int, int, int] = (6, 14, 14, 6), crossing: int = 4) -> Shape:
     """A 4-epic app: foundation before backend and frontend, both before release; inside each epic
     tasks follow 0-2 earlier ones; `crossing` frontend tasks wait for backend tasks (API before page)."""
-    sizes = dict(enumerate(sizes))
-    epics = [epic for epic, size in sizes.items() for _ in range(size)]
-    start = {epic: epics.index(epic) for epic in sizes}
+    size_of = dict(enumerate(sizes))
+    epics = [epic for epic, size in size_of.items() for _ in range(size)]
+    start = {epic: epics.index(epic) for epic in size_of}
     edges: set[Edge] = set()
     for task, epic in enumerate(epics):
         earlier = range(start[epic], task)

@@ -34,7 +34,7 @@ from tests.claude_double import Sessions, lease_of, mcp_of, result
 from tests.conftest import Database
 from tests.test_mcp_support import http_client, make_project, ok, running_http_server, worker_token
 
-CLAIM = {
+CLAIM: dict[str, Any] = {
     "status": "claimed",
     "task": {
         "id": 7,

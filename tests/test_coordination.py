@@ -208,7 +208,7 @@ async def test_agents_never_see_another_projects_tasks(coord: Coordinator) -> No
         )
     wa = await worker(coord, project="alpha")
     wb = await worker(coord, project="beta")
-    seen = {"alpha": set(), "beta": set()}
+    seen: dict[str, set[int]] = {"alpha": set(), "beta": set()}
     for caller, name in ((wa, "alpha"), (wb, "beta")):
         for _ in range(3):
             c = await claimed(coord, caller)

@@ -47,7 +47,7 @@ async def test_bad_cost_records_are_refused(coord: Coordinator) -> None:
         ({"model": " "}, "model"),
     ):
         with pytest.raises(InvalidInput) as caught:
-            await coord.costs.record(OPERATOR, **kwargs)  # type: ignore[arg-type]
+            await coord.costs.record(OPERATOR, **kwargs)
         assert field in str(caught.value)
     with pytest.raises(NotFound):
         await coord.costs.record(OPERATOR, model="sonnet", task_id=999)

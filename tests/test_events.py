@@ -6,6 +6,7 @@ import asyncio
 
 from coordinator.events import append_event, read_events
 from coordinator.storage import Store
+from coordinator.storage.base import CommitHooks
 
 
 async def test_a_late_commit_is_not_skipped_by_a_reader_that_moved_on(store: Store) -> None:
@@ -18,6 +19,7 @@ async def test_a_late_commit_is_not_skipped_by_a_reader_that_moved_on(store: Sto
     async def slow_writer() -> None:
         async with store.transaction() as tx:
             append_event(tx, now=0, kind="slow", actor="test", project_id=project_id)
+            assert isinstance(tx, CommitHooks)
             await tx.run_before_commit()  # the event row exists, its transaction is still open
             slow_inserted.set()
             await slow_may_commit.wait()

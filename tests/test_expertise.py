@@ -580,12 +580,13 @@ async def test_bad_edits_and_removals_are_refused_naming_the_problem(coord: Coor
         await svc.remove_entry(OPERATOR, domain="api", entry_id=0)
     with pytest.raises(NotFound, match="'astrology'"):
         await svc.remove_entry(OPERATOR, domain="astrology", entry_id=0)
-    for kwargs, fragment in (
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"content": "   "}, "content: is empty"),
         ({}, "content: nothing to change"),
         ({"fix": "y"}, "fix: a pattern has no fix"),
         ({"content": "locks are per row."}, "entry 1 already says this"),
-    ):
+    ]
+    for kwargs, fragment in cases:
         with pytest.raises(InvalidInput, match=fragment):
             await svc.edit_entry(OPERATOR, domain="database", entry_id=0, **kwargs)
     with pytest.raises(StateConflict, match="at version 2, not 1"):

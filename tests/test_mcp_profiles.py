@@ -111,7 +111,7 @@ async def test_annotations_and_schemas(coord: Coordinator) -> None:
 async def test_handshake_clients_work_too(coord: Coordinator) -> None:
     async with Client(build_server("observer", Runtime(coord)), mode="legacy") as client:
         result = await client.call_tool("ping", {})
-        assert not result.is_error and result.structured_content["ok"] is True  # type: ignore[index]
+        assert not result.is_error and result.structured_content["ok"] is True
 
 
 async def test_error_texts_name_the_argument_the_problem_and_the_fix(coord: Coordinator) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -225,7 +225,8 @@ async def test_the_claude_planner_plans_through_the_planner_tools(database: Data
     persona, prompt = load_persona("planner")
     assert options.system_prompt == prompt and options.model == persona.model == "opus"
     assert options.cwd == tmp_path and options.max_budget_usd is None
-    server = options.mcp_servers["yokeflow"]  # type: ignore[index]
+    assert isinstance(options.mcp_servers, dict)
+    server = cast(dict[str, Any], options.mcp_servers["yokeflow"])
     assert server["url"] == f"{base}/mcp/planner" and server["headers"]["Authorization"].startswith(
         "Bearer yf_"
     )
