@@ -357,7 +357,10 @@ class WorkService(ServiceBase):
                     task=task,
                     config=self.config,
                     facts=TaskFacts(
-                        claimed.dependencies, claimed.epic_priority, spent, claimed.has_cost_history
+                        dependencies=claimed.dependencies,
+                        epic_priority=claimed.epic_priority,
+                        spent_usd=spent,
+                        has_cost_history=claimed.has_cost_history,
                     ),
                 )
             ).model_dump(),
