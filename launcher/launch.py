@@ -190,6 +190,7 @@ async def cmd_launch(args: argparse.Namespace) -> int:
                 f"on {base}{' pulling their own work' if settings.coordination else ', one session per task'}; "
                 f"logs in {settings.log_dir}; Ctrl-C stops them"
             )
+            print(f"dashboard: {base}/ (while the agents run)", flush=True)
             report = await launch(base, settings, stop, watch=ProgressView(sys.stdout))
     for line in summary_lines(report):
         print(line)

@@ -255,12 +255,14 @@ async def test_ctrl_c_stops_the_launch_command(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
+    seen = b""
     try:
         while (
             not (working := re.search(rb" (\d+) running", line := await process.stdout.readline()))
             or working[1] == b"0"
         ):
             assert line, "launch ended before any agent was working"
+            seen += line
         process.send_signal(signal.SIGINT)
         out, err = await process.communicate()
     finally:
@@ -269,6 +271,7 @@ async def test_ctrl_c_stops_the_launch_command(tmp_path: Path) -> None:
             await process.wait()
     assert process.returncode == 130, err.decode()
     assert "stopping the agents" in err.decode() and "stopped before the end" in out.decode()
+    assert re.search(rb"^dashboard: http://127\.0\.0\.1:\d+/ ", seen + out, re.M), "the dashboard's address"
     events, _ = await event_log(url)
     claimed = {e["task_id"] for e in events if e["kind"] == "task_claimed"}
     assert claimed and claimed == {e["task_id"] for e in events if e["kind"] == "task_released"}
