@@ -62,10 +62,10 @@ DOMAIN_HAS_EXPERTISE = (
 def claim_sql(backend: str, *, avoid_file_conflicts: bool, one_task: bool = False) -> str:
     """The one statement that leases the best ready task of a project (or task $8 only), or nothing."""
     lock = " FOR UPDATE SKIP LOCKED" if backend == "postgresql" else ""
-    conflicts = NO_FILE_CONFLICT if avoid_file_conflicts else ""
-    conflicts += " AND t.id = $8" if one_task else ""
+    conditions = NO_FILE_CONFLICT if avoid_file_conflicts else ""
+    conditions += " AND t.id = $8" if one_task else ""
     # A paused project hands out nothing; the claim that finds nothing says why.
-    conflicts += " AND NOT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND status = 'paused')"
+    conditions += " AND NOT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND status = 'paused')"
     return f"""
 UPDATE tasks SET
     status = 'in_progress',
@@ -79,7 +79,7 @@ UPDATE tasks SET
     updated_at = $2
 WHERE id = (
     SELECT t.id FROM tasks t
-    WHERE {ready_condition(_SUITS_PERSONA, _FOR_AGENT)}{conflicts}
+    WHERE {ready_condition(_SUITS_PERSONA, _FOR_AGENT)}{conditions}
     ORDER BY t.priority, t.remaining_path DESC, t.id
     LIMIT 1{lock})
 RETURNING *,
