@@ -40,7 +40,7 @@ class Coordinator:
         self.workspaces = Workspaces(store, self.config, repo)
         self.planning = PlanningService(store, self.config, self.wakeup)
         merges_queued = Wakeup()
-        self.work = WorkService(store, self.config, self.wakeup, self.workspaces, merges_queued=merges_queued)
+        self.work = WorkService(store, self.config, self.wakeup, self.workspaces, merges_queued)
         self.merge_outcomes = MergeOutcomeService(store, self.config, self.wakeup, merges_queued)
         self.merges = MergeQueue(store, self.config, self.workspaces, self.merge_outcomes)
         self.agents = AgentService(store, self.config, self.wakeup, self.workspaces)

@@ -137,13 +137,12 @@ class WorkService(ServiceBase):
         store: Store,
         config: Config,
         wakeup: Wakeup,
-        workspaces: Workspaces | None = None,
-        *,
-        merges_queued: Wakeup | None = None,
+        workspaces: Workspaces | None,
+        merges_queued: Wakeup,
     ) -> None:
         super().__init__(store, config, wakeup)
         self.workspaces = workspaces
-        self.merges_queued = merges_queued or Wakeup()
+        self.merges_queued = merges_queued
         """Wakes this process's merge queue when a completion queues a merge (it polls for the others)."""
 
     #: how often a waiting claim looks again for changes made by other processes; changes
@@ -586,14 +585,15 @@ class WorkService(ServiceBase):
                 await self._enqueue_merge(tx, task, ticket, now, caller.name)
             if not merging:
                 await after_finish(tx, task, now, caller.name, has_dependents=bool(done["has_dependents"]))
-            learned = await self._learn(
+            learned = await learn_from_outcome(
                 tx,
-                task,
+                task=task,
                 failed=False,
                 error=None,
                 summary=summary,
                 files=files_changed or [],
                 now=now,
+                config=self.config,
                 domain_has_expertise=bool(done["has_expertise"]),
             )
         self.wakeup.notify()
@@ -601,36 +601,6 @@ class WorkService(ServiceBase):
             self.merges_queued.notify()
         await self._sync_expertise(task, learned)
         return task.model_copy(update={"status": status})
-
-    async def _learn(
-        self,
-        tx: Tx,
-        task: Task,
-        *,
-        failed: bool,
-        error: str | None,
-        summary: str | None,
-        files: list[str],
-        now: float,
-        domain_has_expertise: bool = True,
-    ) -> bool:
-        """Feed an attempt's outcome to the task's domain expertise, in the same transaction.
-
-        `domain_has_expertise`: False when the caller knows the task's own domain has none.
-        """
-        if not self.config.learning.enabled:
-            return False
-        return await learn_from_outcome(
-            tx,
-            task=task,
-            failed=failed,
-            error=error,
-            summary=summary,
-            files=files,
-            now=now,
-            config=self.config,
-            domain_has_expertise=domain_has_expertise,
-        )
 
     async def _sync_expertise(self, task: Task, learned: bool) -> None:
         """Write the changed expertise to the repository's `.claude/` files (after the commit)."""
@@ -740,7 +710,9 @@ class WorkService(ServiceBase):
                     "retry_in_seconds": delay if retry else None,
                 },
             )
-            learned = await self._learn(tx, task, failed=True, error=error, summary=None, files=[], now=now)
+            learned = await learn_from_outcome(
+                tx, task=task, failed=True, error=error, summary=None, files=[], now=now, config=self.config
+            )
         self.wakeup.notify()
         await self._sync_expertise(task, learned)
         return Task.model_validate(updated)
