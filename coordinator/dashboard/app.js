@@ -156,6 +156,11 @@ function fill(el, ...children) {
   return el;
 }
 
+// A muted placeholder in `el`: `notOffered` when the server lacks `endpoint`, else `empty`.
+function fillPlaceholder(el, tag, endpoint, notOffered, empty) {
+  fill(el, h(tag, { class: "muted" }, S.optional[endpoint] === false ? notOffered : empty));
+}
+
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
@@ -1333,14 +1338,7 @@ function renderGraph() {
   const box = $("#graph");
   const layout = graphLayout();
   if (!layout) {
-    fill(
-      box,
-      h(
-        "p",
-        { class: "muted" },
-        S.optional.graph === false ? "This server does not offer the graph endpoint." : "No dependency graph yet.",
-      ),
-    );
+    fillPlaceholder(box, "p", "graph", "This server does not offer the graph endpoint.", "No dependency graph yet.");
     return;
   }
   const { nodes, batches, pos, width, height, critical } = layout;
@@ -1684,14 +1682,7 @@ function costTotal() {
 function renderCosts() {
   const c = S.costs;
   if (!c) {
-    fill(
-      $("#cost-cards"),
-      h(
-        "p",
-        { class: "muted" },
-        S.optional.costs === false ? "This server does not offer the costs endpoint." : "No costs yet.",
-      ),
-    );
+    fillPlaceholder($("#cost-cards"), "p", "costs", "This server does not offer the costs endpoint.", "No costs yet.");
     for (const id of ["#cost-models", "#cost-personas", "#cost-trend", "#cost-forecast"]) fill($(id));
     return;
   }
@@ -1829,14 +1820,7 @@ function renderTrend(total, budget) {
 function renderForecast(f) {
   const box = $("#cost-forecast");
   if (!S.forecast) {
-    fill(
-      box,
-      h(
-        "p",
-        { class: "muted" },
-        S.optional.forecast === false ? "This server does not offer a cost forecast." : "No forecast yet.",
-      ),
-    );
+    fillPlaceholder(box, "p", "forecast", "This server does not offer a cost forecast.", "No forecast yet.");
     return;
   }
   const bands = Array.isArray(f.bands) ? f.bands : [];
@@ -1950,14 +1934,7 @@ function domainsOf(data) {
 function renderExpertise() {
   const list = $("#expertise-domains");
   if (!S.expertise) {
-    fill(
-      list,
-      h(
-        "li",
-        { class: "muted" },
-        S.optional.expertise === false ? "This server does not offer expertise." : "No expertise yet.",
-      ),
-    );
+    fillPlaceholder(list, "li", "expertise", "This server does not offer expertise.", "No expertise yet.");
     return;
   }
   const domains = domainsOf(S.expertise);
