@@ -135,3 +135,16 @@ async def coord(database: Database, clock: ManualClock) -> AsyncIterator[object]
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def local(database: Database) -> AsyncIterator[object]:
+    """A coordinator on a fresh database with the real clock: the setup side of tests that also
+    serve the database over HTTP (opened first, it migrates)."""
+    from coordinator.service import Coordinator
+
+    opened = await Coordinator.open(database.url)
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -594,7 +594,9 @@ def test_expertise_shows_entries_live_adds_edits_and_removes(
     )  # the store holds both entries, as version 2
     assert row["version"] == 2
     assert "Pagination broke" in row["content"] and "api/todos.py" in row["content"]
-    assert page.locator("#expertise-history li").count() == 2
+    # Entries and history are two reads; a refresh begun before the save may show them apart
+    # for a moment, so wait until the live view settles on both versions.
+    page.wait_for_function("document.querySelectorAll('#expertise-history li').length === 2")
 
     # Edit the first entry in place, then remove the second after confirming.
     page.click('#expertise-entries tr[data-entry="0"] .entry-edit-button')

@@ -27,16 +27,6 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-async def local(database: Database) -> AsyncIterator[Coordinator]:
-    """A coordinator on the server's database, for setup (opened first: it migrates)."""
-    coord = await Coordinator.open(database.url)
-    try:
-        yield coord
-    finally:
-        await coord.close()
-
-
-@pytest.fixture
 def server(database: Database, local: Coordinator) -> Iterator[Server]:
     with serving(database.url) as running:
         yield running

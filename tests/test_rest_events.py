@@ -6,7 +6,6 @@ log order; two servers on one database each deliver the events written through t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import httpx2
@@ -29,15 +28,6 @@ from tests.test_rest_support import (
     serving,
     until,
 )
-
-
-@pytest.fixture
-async def local(database: Database) -> AsyncIterator[Coordinator]:
-    coord = await Coordinator.open(database.url)
-    try:
-        yield coord
-    finally:
-        await coord.close()
 
 
 async def work_on(coord: Coordinator, worker: Caller) -> int:
