@@ -4,7 +4,7 @@ Each cycle leases the best ready task and completes it. The service side calls
 `coord.work.claim` and `coord.work.complete` (two transactions with every check: the
 agent, the budget, the ready condition, the lease, failing tests, dependents, events). The
 floor runs the same claim statement and the completion UPDATE with their audit events
-directly on the driver (aiosqlite; an asyncpg pool), two transactions per cycle and nothing
+directly on the driver (sqlite3 in place, as the store writes; an asyncpg pool), two transactions per cycle and nothing
 else. Both sides work through fresh projects of independent tasks in the same run, and
 alternate, so machine noise hits both; each figure is the median of the repeats.
 
@@ -18,6 +18,7 @@ import asyncio
 import os
 import secrets
 import shlex
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -26,7 +27,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiosqlite
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -128,27 +128,26 @@ class RawDriver:
         self.backend = backend
         self.url = url
         self.sql = claim_sql(backend, avoid_file_conflicts=True)
-        self._lock = asyncio.Lock()
-        self._sqlite: aiosqlite.Connection | None = None
+        self._sqlite: sqlite3.Connection | None = None
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         if self.backend == "sqlite":
-            self._sqlite = await aiosqlite.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
-            self._sqlite.row_factory = aiosqlite.Row
+            self._sqlite = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
+            self._sqlite.row_factory = sqlite3.Row
             for pragma in (
                 "journal_mode = WAL",
                 "synchronous = NORMAL",
                 "busy_timeout = 5000",
                 "foreign_keys = ON",
             ):
-                await self._sqlite.execute(f"PRAGMA {pragma}")
+                self._sqlite.execute(f"PRAGMA {pragma}")
         else:
             self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=10)
 
     async def close(self) -> None:
         if self._sqlite:
-            await self._sqlite.close()
+            self._sqlite.close()
         if self._pool:
             await self._pool.close()
 
@@ -157,15 +156,13 @@ class RawDriver:
         """Yield `run(sql, *args) -> rows` inside one write transaction."""
         if self._sqlite is not None:
             connection = self._sqlite
-            async with self._lock:
-                await connection.execute("BEGIN IMMEDIATE")
+            connection.execute("BEGIN IMMEDIATE")
 
-                async def run_sqlite(sql: str, *args: object) -> list[dict[str, object]]:
-                    rows = await connection.execute_fetchall(sql.replace("$", "?"), args)
-                    return [dict(r) for r in rows]
+            async def run_sqlite(sql: str, *args: object) -> list[dict[str, object]]:
+                return [dict(r) for r in connection.execute(sql.replace("$", "?"), args)]
 
-                yield run_sqlite
-                await connection.execute("COMMIT")
+            yield run_sqlite
+            connection.execute("COMMIT")
             return
         assert self._pool is not None
         async with self._pool.acquire() as pg, pg.transaction():

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,7 +82,7 @@ def claim_sql(backend: str) -> str:
 
 
 def sqlite_sql(sql: str) -> str:
-    """`$1` → `?1`: SQLite's numbered placeholders (what a raw aiosqlite user would write)."""
+    """`$1` → `?1`: SQLite's numbered placeholders (what a raw sqlite3 user would write)."""
     for number in range(9, 0, -1):
         sql = sql.replace(f"${number}", f"?{number}")
     return sql
@@ -101,9 +100,9 @@ def claim_args(project_id: int, seq: int) -> tuple[tuple[Any, ...], Callable[[in
     return (project_id, token, now + LEASE_SECONDS, now), event_args
 
 
-async def sqlite_claim_plan(connection: aiosqlite.Connection, project_id: int) -> str:
+def sqlite_claim_plan(connection: sqlite3.Connection, project_id: int) -> str:
     sql = "EXPLAIN QUERY PLAN " + sqlite_sql(claim_sql("sqlite"))
-    rows = await connection.execute_fetchall(sql, claim_args(project_id, 0)[0])
+    rows = connection.execute(sql, claim_args(project_id, 0)[0]).fetchall()
     return "; ".join(str(row[3]) for row in rows)
 
 
@@ -140,22 +139,22 @@ def store_claimer(store: Store, project_id: int) -> ClaimFn:
     return claim
 
 
-def raw_sqlite_claimer(connection: aiosqlite.Connection, lock: asyncio.Lock, project_id: int) -> ClaimFn:
+def raw_sqlite_claimer(connection: sqlite3.Connection, project_id: int) -> ClaimFn:
+    """sqlite3 itself, in place on the loop's thread (as the store runs its writes)."""
     sql, event_sql = sqlite_sql(claim_sql("sqlite")), sqlite_sql(EVENT_SQL)
 
     async def claim(seq: int) -> None:
         args, event_args = claim_args(project_id, seq)
-        async with lock:
-            await connection.execute("BEGIN IMMEDIATE")
-            try:
-                rows = list(await connection.execute_fetchall(sql, args))
-                if not rows:
-                    raise NoPendingTask
-                await connection.execute(event_sql, event_args(rows[0][0]))
-            except BaseException:
-                await connection.execute("ROLLBACK")
-                raise
-            await connection.execute("COMMIT")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            rows = connection.execute(sql, args).fetchall()
+            if not rows:
+                raise NoPendingTask
+            connection.execute(event_sql, event_args(rows[0][0]))
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     return claim
 
@@ -306,7 +305,7 @@ async def sqlite_harness(seed_tasks: int) -> AsyncIterator[Harness]:
         path = Path(folder) / "bench.db"
         options = StoreOptions()
         store = await open_store(f"sqlite:///{path}", options=options)
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection = sqlite3.connect(path, isolation_level=None)
         try:
             project_id = await seed(store, seed_tasks)
             for pragma in (
@@ -316,28 +315,26 @@ async def sqlite_harness(seed_tasks: int) -> AsyncIterator[Harness]:
                 "PRAGMA foreign_keys = ON",
                 "ANALYZE",
             ):
-                await connection.execute(pragma)
-            lock = asyncio.Lock()
-            plan = await sqlite_claim_plan(connection, project_id)
+                connection.execute(pragma)
+            plan = sqlite_claim_plan(connection, project_id)
 
             async def reset() -> None:
-                async with lock:
-                    await connection.execute(sqlite_sql(RESET_SQL), (project_id,))
-                    await connection.execute("DELETE FROM events")
-                    await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                connection.execute(sqlite_sql(RESET_SQL), (project_id,))
+                connection.execute("DELETE FROM events")
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
             yield Harness(
                 "sqlite",
-                f"SQLite {sqlite3.sqlite_version}, aiosqlite {aiosqlite.__version__}, "
+                f"SQLite {sqlite3.sqlite_version} (sqlite3 in place), "
                 f"WAL, synchronous={options.sqlite_synchronous}; claim plan: {plan}{plan_warning(plan)}",
                 {
                     "store": store_claimer(store, project_id),
-                    "raw": raw_sqlite_claimer(connection, lock, project_id),
+                    "raw": raw_sqlite_claimer(connection, project_id),
                 },
                 reset,
             )
         finally:
-            await connection.close()
+            connection.close()
             await store.close()
 
 

@@ -416,6 +416,34 @@ async def test_sqlite_locked_file_gives_a_clear_error_and_changes_nothing(tmp_pa
         await store.close()
 
 
+async def test_sqlite_writer_waits_for_another_process_without_stalling_the_loop(tmp_path: Path) -> None:
+    """Another process holds the write lock; the store's write waits for it with asyncio sleeps.
+
+    The lock is released by a coroutine on the same event loop: had the write slept in SQLite's
+    busy handler on the loop's thread, that coroutine could not run and the write would fail.
+    """
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = await open_store(url)
+    holder = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO projects (name, created_at, updated_at) VALUES ('theirs', 1, 1)")
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.2)
+        holder.execute("COMMIT")
+
+    try:
+        releasing = asyncio.create_task(release_soon())
+        async with store.transaction() as tx:
+            await _insert_project(tx)
+        await releasing
+        async with store.transaction(write=False) as tx:
+            assert await tx.fetchval("SELECT COUNT(*) FROM projects") == 2
+    finally:
+        holder.close()
+        await store.close()
+
+
 async def test_sqlite_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 'w.db'}")
     try:

@@ -1,9 +1,13 @@
-"""SQLite backend (aiosqlite): WAL, BEGIN IMMEDIATE writes, safe for several processes on one file.
+"""SQLite backend: WAL, BEGIN IMMEDIATE writes, safe for several processes on one file.
 
-Inside one process, write transactions queue on an asyncio lock (one writer connection),
-so concurrent coroutines never spin on SQLite's busy handler; across processes,
-`BEGIN IMMEDIATE` plus `busy_timeout` serialise writers. Reads use a small pool of
-reader connections, each read in its own snapshot transaction.
+Write transactions run in place on the event loop's thread, one at a time (an asyncio lock):
+SQLite serialises writers anyway and a write statement takes microseconds, so a thread hop per
+statement would cost more than the statement and keep the write lock held across loop turns.
+Each write transaction first lets the loop run whatever else is ready.
+That thread never sleeps in SQLite's busy handler: while another process holds the database's
+write lock, `BEGIN IMMEDIATE` is retried after asyncio sleeps, for up to `busy_timeout_ms`.
+Reads use a small pool of aiosqlite reader connections, each on a thread of its own so that a
+long read never stalls the loop, each read in its own snapshot transaction.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from coordinator.storage.base import Clock, CommitHooks, IntegrityViolation, Row
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _READERS = 4
+_LONGEST_BUSY_PAUSE = 0.05
 
 
 @lru_cache(maxsize=512)
@@ -51,38 +57,27 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(raw)
 
 
-_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
-
-
-class SqliteTx(CommitHooks):
-    """A transaction on one aiosqlite connection.
-
-    A write transaction begins with its first statement: when that statement writes, sqlite3
-    itself issues `BEGIN IMMEDIATE` before it, in the same call on aiosqlite's thread (the
-    writer connection's `isolation_level`); otherwise the transaction sends `BEGIN IMMEDIATE`
-    first. Either way every statement runs inside the transaction, one thread hop sooner.
-    """
+class SqliteTx(CommitHooks, ABC):
+    """One transaction: statements in SQLite's placeholders, errors as the store's own."""
 
     backend = "sqlite"
 
-    def __init__(self, connection: aiosqlite.Connection, store: SqliteStore, *, begin: str | None) -> None:
+    def __init__(self, store: SqliteStore) -> None:
         super().__init__()
-        self._connection = connection
         self._store = store
-        self._begin = begin
 
-    async def _prepare(self, sql: str) -> str:
-        """The statement in SQLite's placeholders, once the transaction has begun (or will with it)."""
-        if self._begin is not None:
-            begin, self._begin = self._begin, None
-            if not _WRITES.match(sql):
-                await self._connection.execute(begin)
-        return _to_sqlite_placeholders(sql)
+    @abstractmethod
+    async def _rows(self, sql: str, args: Sequence[Any]) -> list[Row]: ...
+
+    @abstractmethod
+    async def _run(self, sql: str, args: Sequence[Any]) -> int: ...
+
+    @abstractmethod
+    async def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         with self._store.translate_errors():
-            rows = await self._connection.execute_fetchall(await self._prepare(sql), args)
-        return list(rows)  # type: ignore[arg-type]
+            return await self._rows(_to_sqlite_placeholders(sql), args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
@@ -94,16 +89,58 @@ class SqliteTx(CommitHooks):
 
     async def execute(self, sql: str, *args: Any) -> int:
         with self._store.translate_errors():
-            cursor = await self._connection.execute(await self._prepare(sql), args)
-        return cursor.rowcount
+            return await self._run(_to_sqlite_placeholders(sql), args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._store.translate_errors():
-            await self._connection.executemany(await self._prepare(sql), rows)
+            await self._run_many(_to_sqlite_placeholders(sql), rows)
 
     async def execute_script(self, script: str) -> None:
         for statement in split_sql_script(script):
             await self.execute(statement)
+
+
+class WriteTx(SqliteTx):
+    """A write transaction on the writer connection, run in place on the event loop's thread."""
+
+    def __init__(self, connection: sqlite3.Connection, store: SqliteStore) -> None:
+        super().__init__(store)
+        self._connection = connection
+
+    async def _rows(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        return self._connection.execute(sql, args).fetchall()
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> int:
+        return self._connection.execute(sql, args).rowcount
+
+    async def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._connection.executemany(sql, rows)
+
+
+class ReadTx(SqliteTx):
+    """A snapshot read on a reader connection (aiosqlite's thread); it begins with its first statement."""
+
+    def __init__(self, connection: aiosqlite.Connection, store: SqliteStore) -> None:
+        super().__init__(store)
+        self._connection = connection
+        self._begun = False
+
+    async def _begin(self) -> None:
+        if not self._begun:
+            self._begun = True
+            await self._connection.execute("BEGIN")
+
+    async def _rows(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        await self._begin()
+        return list(await self._connection.execute_fetchall(sql, args))  # type: ignore[arg-type]
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> int:
+        await self._begin()
+        return (await self._connection.execute(sql, args)).rowcount
+
+    async def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._begin()
+        await self._connection.executemany(sql, rows)
 
 
 def split_sql_script(script: str) -> list[str]:
@@ -139,11 +176,11 @@ class SqliteStore(Store):
         self.path = path
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._reader_count = 0
-        self._all: list[aiosqlite.Connection] = []
+        self._all_readers: list[aiosqlite.Connection] = []
 
     @classmethod
     async def open(
@@ -176,40 +213,72 @@ class SqliteStore(Store):
                     fix="choose a writable location in database.url",
                 ) from exc
         store = cls(url, path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, clock=clock)
-        store._writer = await store._connect(first=True)
+        store._writer = await asyncio.to_thread(store._open_writer)
         return store
 
     def describe(self) -> str:
         return f"SQLite database {self.path}"
 
-    async def _connect(self, *, first: bool = False) -> aiosqlite.Connection:
-        """A connection; the first one is the writer, whose writing statements begin a transaction."""
-        try:
-            connection = await aiosqlite.connect(self.path, isolation_level="IMMEDIATE" if first else None)
-        except sqlite3.Error as exc:
-            raise DatabaseUnavailable(
-                f"cannot open the SQLite database {self.path}: {exc}",
-                fix="check that the path is a writable file and not a folder",
-            ) from exc
-        connection.row_factory = _dict_row  # type: ignore[assignment]
-        self._all.append(connection)
+    def _pragmas(self, *, writer: bool) -> list[str]:
+        # Setting WAL on the writer, which opens first, reads the file's header: a file that is
+        # not a database fails here, not at its first query.
+        wal = ["PRAGMA journal_mode = WAL"] if writer else []
+        return [
+            f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}",
+            *wal,
+            f"PRAGMA synchronous = {self.synchronous}",
+            "PRAGMA foreign_keys = ON",
+        ]
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """Errors of opening a connection and setting its pragmas, as the store's own."""
         with self.translate_errors():
             try:
-                await connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                if first:
-                    # Reading the header fails here (not later) when the file is not a database.
-                    await connection.execute_fetchall("PRAGMA journal_mode = WAL")
-                await connection.execute(f"PRAGMA synchronous = {self.synchronous}")
-                await connection.execute("PRAGMA foreign_keys = ON")
+                yield
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError) and _is_locked(exc):
                     raise
-                await self.close()
                 raise DatabaseUnavailable(
                     f"{self.path} is not a usable SQLite database: {exc}",
                     fix="point database.url at a coordinator database or at a new file",
                 ) from exc
+
+    def _open_writer(self) -> sqlite3.Connection:
+        """The writer connection (opened on a worker thread, used on the loop's thread)."""
+        try:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._cannot_open(exc) from exc
+        try:
+            with self._opening():
+                for pragma in self._pragmas(writer=True):
+                    connection.execute(pragma)
+                # From now on it runs on the loop's thread, which must never sleep in SQLite.
+                connection.execute("PRAGMA busy_timeout = 0")
+        except BaseException:
+            connection.close()
+            raise
+        connection.row_factory = _dict_row
         return connection
+
+    async def _open_reader(self) -> aiosqlite.Connection:
+        try:
+            connection = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._cannot_open(exc) from exc
+        connection.row_factory = _dict_row  # type: ignore[assignment]
+        self._all_readers.append(connection)
+        with self._opening():
+            for pragma in self._pragmas(writer=False):
+                await connection.execute(pragma)
+        return connection
+
+    def _cannot_open(self, exc: sqlite3.Error) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"cannot open the SQLite database {self.path}: {exc}",
+            fix="check that the path is a writable file and not a folder",
+        )
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
@@ -227,18 +296,49 @@ class SqliteStore(Store):
                 "open transaction), or raise database.sqlite_busy_timeout_ms",
             ) from exc
 
+    async def _when_unlocked(self, connection: sqlite3.Connection, statement: str) -> None:
+        """Run `statement` (`BEGIN IMMEDIATE`, `COMMIT`), waiting with asyncio sleeps while another
+        process holds the database's write lock, for up to `busy_timeout_ms`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.busy_timeout_ms / 1000
+        pause = 0.001
+        while True:
+            try:
+                with self.translate_errors():
+                    connection.execute(statement)
+                return
+            except DatabaseLocked:
+                if loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(2 * pause, _LONGEST_BUSY_PAUSE)
+
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
-        if self._writer is None:
-            raise StoreError("the store is closed")
+    async def _write_transaction(self) -> AsyncIterator[WriteTx]:
+        # Its statements never yield to the loop: let other tasks run first, so that a loop of
+        # write transactions (a worker, an import) cannot keep the rest of the server waiting.
+        await asyncio.sleep(0)
         async with self._write_lock:
-            yield self._writer
+            connection = self._writer
+            if connection is None:
+                raise StoreError("the store is closed")
+            try:
+                await self._when_unlocked(connection, "BEGIN IMMEDIATE")
+                tx = WriteTx(connection, self)
+                yield tx
+                await tx.run_before_commit()
+                await self._when_unlocked(connection, "COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    with suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                raise
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
         if self._readers.empty() and self._reader_count < _READERS:
             self._reader_count += 1
-            await self._readers.put(await self._connect())
+            await self._readers.put(await self._open_reader())
         connection = await self._readers.get()
         try:
             yield connection
@@ -246,22 +346,23 @@ class SqliteStore(Store):
             self._readers.put_nowait(connection)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[SqliteTx]:
-        opener = self._writing() if write else self._reading()
-        async with opener as connection:
-            tx = SqliteTx(connection, self, begin="BEGIN IMMEDIATE" if write else "BEGIN")
+    async def _read_transaction(self) -> AsyncIterator[ReadTx]:
+        async with self._reading() as connection:
             try:
+                tx = ReadTx(connection, self)
                 yield tx
                 await tx.run_before_commit()
                 if connection.in_transaction:
-                    with self.translate_errors():
-                        await connection.execute("COMMIT")
+                    await connection.execute("COMMIT")
             except BaseException:
                 # Also when a caller was cancelled while a statement ran: it may still have begun
                 # the transaction on aiosqlite's thread, and calls run there in order.
                 with suppress(sqlite3.Error):
                     await connection.execute("ROLLBACK")
                 raise
+
+    def transaction(self, *, write: bool = True) -> AbstractAsyncContextManager[SqliteTx]:
+        return self._write_transaction() if write else self._read_transaction()
 
     async def read_row(self, sql: str, *args: Any) -> Row | None:
         async with self._reading() as connection:  # readers are in autocommit between transactions
@@ -281,9 +382,11 @@ class SqliteStore(Store):
         return problems
 
     async def close(self) -> None:
-        connections, self._all = self._all, []
-        self._writer = None
-        for connection in connections:
+        readers, self._all_readers = self._all_readers, []
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        for connection in readers:
             with suppress(Exception):
                 await connection.close()
 
