@@ -444,6 +444,29 @@ async def test_sqlite_writer_waits_for_another_process_without_stalling_the_loop
         await store.close()
 
 
+async def test_sqlite_checkpoints_the_wal_on_a_reader_not_on_the_loop(tmp_path: Path) -> None:
+    """The writer makes no checkpoint of its own (its fsync would stall the event loop); a reader
+    makes one every CHECKPOINT_EVERY write transactions, so the WAL reaches the database file."""
+    from coordinator.storage.sqlite import CHECKPOINT_EVERY
+
+    path = tmp_path / "c.db"
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        async with store.transaction() as tx:
+            assert await tx.fetchval("PRAGMA wal_autocheckpoint") == 0
+        size_before = path.stat().st_size
+        for i in range(CHECKPOINT_EVERY):
+            async with store.transaction() as tx:
+                await _insert_project(tx, name=f"project {i}")
+        for _ in range(200):  # the checkpoint runs in the background: wait for it (10 s at most)
+            if path.stat().st_size > size_before:
+                break
+            await asyncio.sleep(0.05)
+        assert path.stat().st_size > size_before
+    finally:
+        await store.close()
+
+
 async def test_sqlite_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 'w.db'}")
     try:

@@ -3,16 +3,18 @@
 Write transactions run in place on the event loop's thread, one at a time (an asyncio lock):
 SQLite serialises writers anyway and a write statement takes microseconds, so a thread hop per
 statement would cost more than the statement and keep the write lock held across loop turns.
-Each write transaction first lets the loop run whatever else is ready.
-That thread never sleeps in SQLite's busy handler: while another process holds the database's
-write lock, `BEGIN IMMEDIATE` is retried after asyncio sleeps, for up to `busy_timeout_ms`.
-Reads use a small pool of aiosqlite reader connections, each on a thread of its own so that a
-long read never stalls the loop, each read in its own snapshot transaction.
+Each write transaction first lets the loop run whatever else is ready. The loop's thread never
+sleeps in SQLite: while another process holds the database's write lock, `BEGIN IMMEDIATE` is
+retried after asyncio sleeps, for up to `busy_timeout_ms`; and the writer makes no WAL
+checkpoints (they end in an fsync): a reader makes them, every `CHECKPOINT_EVERY` write
+transactions. Reads use a small pool of aiosqlite reader connections, each on a thread of its
+own so that a long read never stalls the loop, each read in its own snapshot transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -30,6 +32,10 @@ from coordinator.storage.base import Clock, CommitHooks, IntegrityViolation, Row
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _READERS = 4
 _LONGEST_BUSY_PAUSE = 0.05
+CHECKPOINT_EVERY = 200
+"""Write transactions between WAL checkpoints (SQLite's own come every 1,000 pages; a claim writes a few)."""
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=512)
@@ -181,6 +187,8 @@ class SqliteStore(Store):
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._reader_count = 0
         self._all_readers: list[aiosqlite.Connection] = []
+        self._commits_since_checkpoint = 0
+        self._checkpointing: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -254,8 +262,10 @@ class SqliteStore(Store):
             with self._opening():
                 for pragma in self._pragmas(writer=True):
                     connection.execute(pragma)
-                # From now on it runs on the loop's thread, which must never sleep in SQLite.
+                # From now on it runs on the loop's thread, which must never sleep in SQLite
+                # nor wait for a checkpoint's fsync.
                 connection.execute("PRAGMA busy_timeout = 0")
+                connection.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException:
             connection.close()
             raise
@@ -328,11 +338,28 @@ class SqliteStore(Store):
                 yield tx
                 await tx.run_before_commit()
                 await self._when_unlocked(connection, "COMMIT")
+                self._after_commit()
             except BaseException:
                 if connection.in_transaction:
                     with suppress(sqlite3.Error):
                         connection.execute("ROLLBACK")
                 raise
+
+    def _after_commit(self) -> None:
+        self._commits_since_checkpoint += 1
+        if self._commits_since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+            self._commits_since_checkpoint = 0
+            self._checkpointing = asyncio.create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database file on a reader's thread, blocking nobody (PASSIVE)."""
+        try:
+            async with self._reading() as connection:
+                await connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, DatabaseUnavailable) as exc:
+            log.warning("WAL checkpoint of %s failed (the next one retries): %s", self.path, exc)
+        finally:
+            self._checkpointing = None
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -382,6 +409,8 @@ class SqliteStore(Store):
         return problems
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await self._checkpointing
         readers, self._all_readers = self._all_readers, []
         writer, self._writer = self._writer, None
         if writer is not None:
