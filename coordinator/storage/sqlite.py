@@ -18,11 +18,11 @@ import logging
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -31,11 +31,14 @@ from coordinator.storage.base import Clock, CommitHooks, IntegrityViolation, Row
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _READERS = 4
-_LONGEST_BUSY_PAUSE = 0.05
+_LONGEST_BUSY_PAUSE = 0.002
+"""Seconds at most between two attempts to take the write lock from another process: a busy
+process leaves it free only between its transactions, moments a slower poll would mostly miss."""
 CHECKPOINT_EVERY = 200
 """Write transactions between WAL checkpoints (SQLite's own come every 1,000 pages; a claim writes a few)."""
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=512)
@@ -221,7 +224,9 @@ class SqliteStore(Store):
                     fix="choose a writable location in database.url",
                 ) from exc
         store = cls(url, path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, clock=clock)
-        store._writer = await asyncio.to_thread(store._open_writer)
+        # Processes opening a new file at once race to switch it to WAL; the loser is told
+        # "locked" at once (SQLite's deadlock avoidance), without waiting: it tries again.
+        store._writer = await store._retry_while_locked(partial(asyncio.to_thread, store._open_writer))
         return store
 
     def describe(self) -> str:
@@ -306,22 +311,25 @@ class SqliteStore(Store):
                 "open transaction), or raise database.sqlite_busy_timeout_ms",
             ) from exc
 
-    async def _when_unlocked(self, connection: sqlite3.Connection, statement: str) -> None:
-        """Run `statement` (`BEGIN IMMEDIATE`, `COMMIT`), waiting with asyncio sleeps while another
-        process holds the database's write lock, for up to `busy_timeout_ms`."""
+    async def _retry_while_locked(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`, tried again after asyncio sleeps while another process holds the
+        database's lock, for up to `busy_timeout_ms`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.busy_timeout_ms / 1000
         pause = 0.001
         while True:
             try:
-                with self.translate_errors():
-                    connection.execute(statement)
-                return
+                return await attempt()
             except DatabaseLocked:
                 if loop.time() >= deadline:
                     raise
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(2 * pause, _LONGEST_BUSY_PAUSE)
+
+    async def _in_place(self, connection: sqlite3.Connection, statement: str) -> None:
+        """Run a statement on the writer, here on the loop's thread (it never sleeps in SQLite)."""
+        with self.translate_errors():
+            connection.execute(statement)
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[WriteTx]:
@@ -333,11 +341,11 @@ class SqliteStore(Store):
             if connection is None:
                 raise StoreError("the store is closed")
             try:
-                await self._when_unlocked(connection, "BEGIN IMMEDIATE")
+                await self._retry_while_locked(partial(self._in_place, connection, "BEGIN IMMEDIATE"))
                 tx = WriteTx(connection, self)
                 yield tx
                 await tx.run_before_commit()
-                await self._when_unlocked(connection, "COMMIT")
+                await self._retry_while_locked(partial(self._in_place, connection, "COMMIT"))
                 self._after_commit()
             except BaseException:
                 if connection.in_transaction:
