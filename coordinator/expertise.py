@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from coordinator.config import Config
-from coordinator.context import Caller, Role, ServiceBase, Wakeup, require_role
+from coordinator.context import OPERATOR, Caller, Role, ServiceBase, Wakeup, require_role
 from coordinator.domains import classify_domain
 from coordinator.errors import InvalidInput, NotFound, StateConflict, YokeflowError
 from coordinator.events import append_event
@@ -51,7 +51,7 @@ from coordinator.workspaces import Workspaces
 log = logging.getLogger(__name__)
 MAX_FILES = 100
 STALE_FAILURE_DAYS = 30
-_DAY = 86_400.0
+DAY = 86_400.0
 _READERS: tuple[Role, ...] = ("operator", "planner", "worker", "observer")
 
 
@@ -407,7 +407,7 @@ class ExpertiseService(ServiceBase):
         max_lines = self.config.learning.expertise_max_lines
         async with self.store.transaction() as tx:
             now = self.now()
-            cutoff = now - max_age_days * _DAY
+            cutoff = now - max_age_days * DAY
 
             def change(expertise: Expertise) -> tuple[Expertise, Diff]:
                 old = [e for e in expertise.of_kind("failure") if e.last_seen < cutoff]
@@ -476,6 +476,30 @@ class ExpertiseService(ServiceBase):
                 )
             )
         return reports
+
+    async def improve_due(self, *, validated_before: float) -> list[tuple[int, ImproveReport]]:
+        """Improve every configured domain of every project whose expertise was last validated
+        (or, never validated, created) before `validated_before`: what
+        `learning.self_improve_interval` asks for. A domain that cannot be improved (a malformed
+        expertise.yaml) is logged and skipped; it stays due."""
+        async with self.store.transaction(write=False) as tx:
+            rows = await tx.fetch(
+                "SELECT project_id, domain FROM expertise_files "
+                "WHERE COALESCE(validated_at, created_at) < $1 ORDER BY project_id, domain",
+                validated_before,
+            )
+        improved: list[tuple[int, ImproveReport]] = []
+        for row in rows:
+            project_id, domain = int(row["project_id"]), str(row["domain"])
+            if domain not in self.config.learning.domains:
+                continue
+            try:
+                reports = await self.improve(OPERATOR, domain=domain, project=project_id)
+            except YokeflowError as exc:
+                log.warning("expertise %s of project %s was not improved: %s", domain, project_id, exc)
+                continue
+            improved += [(project_id, report) for report in reports]
+        return improved
 
 
 def _changed(diff: Diff, old: Entry) -> str:

@@ -3,8 +3,9 @@
 The app opens the coordinator in its lifespan, builds one MCP server per path from the
 factories it was given (the tool surface lives in `tools/`, which this module does not import),
 and runs each server's session manager. Every session on every path shares that coordinator.
-While it runs, a background task sweeps (`Coordinator.sweep_forever`), so expired leases and
-lost agents appear in the event log without anyone asking.
+While it runs, background tasks sweep (`Coordinator.sweep_forever`), so expired leases and
+lost agents appear in the event log without anyone asking, run the merge queue, and keep
+expertise consolidated (`Coordinator.improve_expertise_forever`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def build_app(
                     _stop, _start(coord.sweep_forever(sweep_interval_seconds), "sweeper")
                 )
                 stack.push_async_callback(_stop, _start(coord.merge_forever(), "merge queue"))
+                stack.push_async_callback(
+                    _stop, _start(coord.improve_expertise_forever(), "expertise upkeep")
+                )
                 for path, factory in mcp.items():
                     server = factory(coord)
                     # Builds this server's session manager; the app it returns is not used.
@@ -187,11 +191,11 @@ def build_app(
 
 
 def _start(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-    """Run `work` in the background; if it ever stops by itself, say so in the log."""
+    """Run `work` in the background; if it ever fails, say so in the log."""
     task = asyncio.create_task(work, name=f"yokeflow-{name}")
 
     def stopped(done: asyncio.Task[None]) -> None:
-        if not done.cancelled():
+        if not done.cancelled() and done.exception() is not None:
             log.error("the background %s stopped: %r", name, done.exception())
 
     task.add_done_callback(stopped)

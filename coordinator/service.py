@@ -13,7 +13,7 @@ from coordinator.context import Wakeup
 from coordinator.costs import CostService
 from coordinator.errors import YokeflowError
 from coordinator.events import NOTIFY_CHANNEL
-from coordinator.expertise import ExpertiseService
+from coordinator.expertise import DAY, ExpertiseService
 from coordinator.expertise_docs import EXPERTS_DIR
 from coordinator.expertise_files import sync_all
 from coordinator.merge_outcomes import MergeOutcomeService
@@ -97,6 +97,34 @@ class Coordinator:
             except YokeflowError as exc:
                 log.warning("sweep failed, will retry: %s", exc)
             await asyncio.sleep(interval)
+
+    async def improve_expertise_forever(self, check_seconds: float = 3600.0) -> None:
+        """Consolidate expertise as `learning.self_improve_interval` says, until cancelled.
+
+        "session": once, at start, every domain not validated since this server started;
+        "daily": at start and then hourly, every domain last validated a day ago or more;
+        "never" (or learning off): nothing.
+        """
+        learning = self.config.learning
+        if not learning.enabled or learning.self_improve_interval == "never":
+            return
+        session = learning.self_improve_interval == "session"
+        started = self.store.clock()
+        while True:
+            before = started if session else self.store.clock() - DAY
+            try:
+                for project_id, report in await self.expertise.improve_due(validated_before=before):
+                    log.info(
+                        "expertise %s of project %d improved: %d entries pruned",
+                        report.domain,
+                        project_id,
+                        len(report.validation.removed),
+                    )
+            except (YokeflowError, OSError) as exc:  # the database, or the repository's files
+                log.warning("expertise upkeep failed, will retry: %s", exc)
+            if session:
+                return
+            await asyncio.sleep(check_seconds)
 
     async def recover_repositories(self) -> list[str]:
         """Reconcile every project's worktrees with git at start; what was repaired, in words."""

@@ -54,21 +54,24 @@ async def serve_stdio(
 ) -> None:
     """Serve one MCP client over stdin/stdout until it disconnects.
 
-    With `token`, every call acts as that agent; without, as the local operator. With `repo`,
-    the merge queue runs in the background while the client is connected.
+    With `token`, every call acts as that agent; without, as the local operator. While the
+    client is connected, expertise is consolidated as `learning.self_improve_interval` says and,
+    with `repo`, the merge queue runs in the background.
     """
     coord = await Coordinator.open(url, config, repo=repo)
-    merging = asyncio.create_task(coord.merge_forever()) if repo is not None else None
+    background = [asyncio.create_task(coord.improve_expertise_forever())]
+    if repo is not None:
+        background.append(asyncio.create_task(coord.merge_forever()))
     try:
         if token is not None:
             await coord.agents.authenticate(token)  # a wrong token fails now, not on the first call
         server = build_server(profile, Runtime(coord, Identity(token=token)))
         await server.run_stdio_async()
     finally:
-        if merging is not None:
-            merging.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await merging
+                await task
         await coord.close()
 
 

@@ -4,6 +4,8 @@ outcomes, the claim context, the `.claude/` files with hand edits, skills, and `
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -286,6 +288,77 @@ async def test_validate_prunes_old_failures_and_files_gone_from_the_repository(
     assert again.removed == [] and again.version == 5  # nothing to prune: no new version
     yaml_text = (repo / EXPERTISE.format("database")).read_text()
     assert "src/gone.py" not in yaml_text and "recent failure" in yaml_text  # the files follow
+
+
+# -------------------------------------------------------------------------- self_improve_interval
+
+
+def with_interval(coord: Coordinator, interval: str) -> Coordinator:
+    """A coordinator over the same store whose learning.self_improve_interval is `interval`."""
+    learning = coord.config.learning.model_copy(update={"self_improve_interval": interval})
+    return Coordinator(coord.store, coord.config.model_copy(update={"learning": learning}))
+
+
+async def validated_at(coord: Coordinator, domain: str) -> float | None:
+    async with coord.store.transaction(write=False) as tx:
+        value = await tx.fetchval("SELECT validated_at FROM expertise_files WHERE domain = $1", domain)
+    return None if value is None else float(value)
+
+
+async def test_a_domain_is_due_for_improvement_a_day_after_its_last_validation(
+    coord: Coordinator, clock: ManualClock
+) -> None:
+    await project(coord)
+    svc = service(coord)
+    await svc.record_learning(OPERATOR, kind="failure", content="old failure", domain="database")
+    await svc.record_learning(OPERATOR, kind="pattern", content="one transaction per change", domain="api")
+    assert await svc.improve_due(validated_before=clock.now - DAY) == []  # new today: not due yet
+    clock.advance(31 * DAY)
+    await svc.validate(OPERATOR, domain="api")
+    improved = await svc.improve_due(validated_before=clock.now - DAY)
+    assert [
+        (report.domain, [item.content for item in report.validation.removed]) for _, report in improved
+    ] == [("database", ["old failure"])]
+    assert await validated_at(coord, "database") == clock.now
+    assert await svc.improve_due(validated_before=clock.now - DAY) == []  # done for today
+
+
+async def test_session_improves_once_at_start_and_never_leaves_expertise_alone(
+    coord: Coordinator, clock: ManualClock
+) -> None:
+    await project(coord)
+    await coord.expertise.record_learning(OPERATOR, kind="failure", content="old failure", domain="database")
+    clock.advance(31 * DAY)
+    await asyncio.wait_for(with_interval(coord, "never").improve_expertise_forever(), 30)
+    assert await validated_at(coord, "database") is None
+    clock.advance(1)
+    await asyncio.wait_for(with_interval(coord, "session").improve_expertise_forever(), 30)  # one pass
+    assert await validated_at(coord, "database") == clock.now
+    view = await coord.expertise.get_expertise(OPERATOR, domain="database")
+    assert "old failure" not in {entry.content for entry in view.entries}
+
+
+async def test_daily_upkeep_keeps_checking_while_the_server_runs(
+    coord: Coordinator, clock: ManualClock
+) -> None:
+    await project(coord)
+    await coord.expertise.record_learning(
+        OPERATOR, kind="pattern", content="small commits", domain="database"
+    )
+    upkeep = asyncio.create_task(with_interval(coord, "daily").improve_expertise_forever(check_seconds=0.01))
+    try:
+        for _day in range(2):  # the second validation can only come from a later check
+            clock.advance(DAY + 1)
+            for _ in range(1000):  # wait for the next check (10 s at most)
+                if await validated_at(coord, "database") == clock.now:
+                    break
+                await asyncio.sleep(0.01)
+            assert await validated_at(coord, "database") == clock.now
+        assert not upkeep.done()
+    finally:
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
 
 
 # -------------------------------------------------------------------------------------- outcomes

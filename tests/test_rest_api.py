@@ -21,7 +21,7 @@ from coordinator.rest.api import MAX_BODY_BYTES
 from coordinator.service import Coordinator
 from coordinator.work import Claimed, NoWork
 from tests.conftest import Database
-from tests.test_rest_support import Server, answer, plan_shop, refused, register, serving
+from tests.test_rest_support import Server, answer, plan_shop, refused, register, serving, until
 
 JSON = {"Content-Type": "application/json"}
 
@@ -569,6 +569,28 @@ async def test_expertise_domains_entries_history_validation_and_improvement(
         )
         assert answer(await as_worker.get("/api/projects/shop/expertise/database"))["version"] == 2
     assert (await kinds_of(local)).count("expertise_updated") == 2
+
+
+async def test_a_server_consolidates_expertise_at_start_when_the_interval_is_session(
+    local: Coordinator, database: Database
+) -> None:
+    await local.planning.create_project(OPERATOR, name="shop")
+    await local.expertise.record_learning(OPERATOR, kind="pattern", content="small commits", domain="api")
+    async with local.store.transaction() as tx:  # learned two days ago, never validated since
+        await tx.execute("UPDATE expertise_files SET created_at = created_at - 172800")
+    learning = local.config.learning.model_copy(update={"self_improve_interval": "session"})
+
+    async def validated() -> bool:
+        async with local.store.transaction(write=False) as tx:
+            return (
+                await tx.fetchval("SELECT validated_at FROM expertise_files WHERE domain = 'api'") is not None
+            )
+
+    assert not await validated()
+    with serving(database.url, config=local.config.model_copy(update={"learning": learning})):
+        await until(validated, "the server's expertise upkeep")
+    kinds = [event.kind for event in await read_events(local.store, project_id=None)]
+    assert "expertise_validated" in kinds
 
 
 async def test_expertise_entries_are_edited_and_removed(local: Coordinator, server: Server) -> None:
