@@ -481,7 +481,7 @@ class ExpertiseService(ServiceBase):
         """Improve every configured domain of every project whose expertise was last validated
         (or, never validated, created) before `validated_before`: what
         `learning.self_improve_interval` asks for. A domain that cannot be improved (a malformed
-        expertise.yaml) is logged and skipped; it stays due."""
+        expertise.yaml, a file that cannot be written) is logged and skipped; it stays due."""
         async with self.store.transaction(write=False) as tx:
             rows = await tx.fetch(
                 "SELECT project_id, domain FROM expertise_files "
@@ -495,7 +495,7 @@ class ExpertiseService(ServiceBase):
                 continue
             try:
                 reports = await self.improve(OPERATOR, domain=domain, project=project_id)
-            except YokeflowError as exc:
+            except (YokeflowError, OSError) as exc:
                 log.warning("expertise %s of project %s was not improved: %s", domain, project_id, exc)
                 continue
             improved += [(project_id, report) for report in reports]

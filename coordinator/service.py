@@ -120,7 +120,7 @@ class Coordinator:
                         project_id,
                         len(report.validation.removed),
                     )
-            except (YokeflowError, OSError) as exc:  # the database, or the repository's files
+            except YokeflowError as exc:  # the database (a domain's own trouble is skipped inside)
                 log.warning("expertise upkeep failed, will retry: %s", exc)
             if session:
                 return
