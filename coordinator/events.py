@@ -108,7 +108,7 @@ def task_event(
 
 
 @asynccontextmanager
-async def _positioned(store: Store) -> AsyncIterator[tuple[Tx, str]]:
+async def positioned(store: Store) -> AsyncIterator[tuple[Tx, str]]:
     """A transaction in which every committed event has its position, and that position's column.
 
     SQLite writes one transaction at a time, so row ids already follow commit order. PostgreSQL
@@ -130,7 +130,7 @@ async def read_events(
 
     An event's `id` is its position in the log, which follows commit order on both backends.
     """
-    async with _positioned(store) as (tx, position):
+    async with positioned(store) as (tx, position):
         clauses: list[str] = [f"{position} > $1"]
         args: list[object] = [after_id]
         if project_id is not None:
@@ -150,7 +150,7 @@ async def read_events(
 
 async def latest_events(store: Store, *, task_id: int, limit: int) -> list[Event]:
     """The task's last `limit` events, oldest first."""
-    async with _positioned(store) as (tx, position):
+    async with positioned(store) as (tx, position):
         rows = await tx.fetch(
             # an event committed after this transaction's numbering has no position yet: leave it out
             f"SELECT {position} AS id, {_COLUMNS} FROM events WHERE task_id = $1 AND {position} IS NOT NULL "
@@ -163,7 +163,7 @@ async def latest_events(store: Store, *, task_id: int, limit: int) -> list[Event
 
 async def last_position(store: Store, *, project_id: int) -> int:
     """The position of the project's latest event (0 when there is none): where a live reader starts."""
-    async with _positioned(store) as (tx, position):
+    async with positioned(store) as (tx, position):
         return int(
             await tx.fetchval(
                 f"SELECT COALESCE(MAX({position}), 0) FROM events WHERE project_id = $1", project_id

@@ -8,7 +8,6 @@ the server's default project, or the only project there is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +15,8 @@ from coordinator.context import Caller, ServiceBase
 from coordinator.events import last_position, latest_events, read_events
 from coordinator.leasing import NO_FILE_CONFLICT, ready_condition
 from coordinator.queries import depends_on_ids, get_epic, get_task, task_tests
-from coordinator.records import Agent, Epic, Event, Merge, Project, Record, Task, TaskStatus, TaskTest
+from coordinator.records import Agent, Epic, Event, Merge, Project, Task, TaskStatus, TaskTest
+from coordinator.sessions import SessionRecord, latest_sessions
 from coordinator.storage.base import Tx
 
 S = TaskStatus
@@ -151,19 +151,6 @@ class EventPage(BaseModel):
     events: list[Event]
     next_after_id: int = Field(description="Pass as after_id to get the events that follow.")
     more: bool = Field(description="True when more events were waiting than the limit allowed.")
-
-
-class SessionRecord(Record):
-    json_fields = ("metadata",)
-    id: int
-    project_id: int
-    agent_id: int | None
-    task_id: int | None
-    status: str
-    summary: str | None
-    metadata: dict[str, Any]
-    started_at: float
-    ended_at: float | None
 
 
 def _percent(done: int, total: int, cancelled: int) -> float:
@@ -414,15 +401,10 @@ class ObserverService(ServiceBase):
     async def session_history(
         self, caller: Caller, *, project: int | str | None = None, limit: int = 10
     ) -> list[SessionRecord]:
-        """The project's latest agent sessions, newest first."""
+        """The project's latest agent sessions (one per lease), newest first."""
         async with self.store.transaction(write=False) as tx:
             target = await self.resolve_project(tx, caller, project)
-            rows = await tx.fetch(
-                "SELECT * FROM sessions WHERE project_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
-                target.id,
-                limit,
-            )
-        return [SessionRecord.model_validate(r) for r in rows]
+        return await latest_sessions(self.store, project_id=target.id, limit=limit, now=self.now())
 
     async def next_ready_task(
         self, caller: Caller, *, project: int | str | None = None, persona: str | None = None

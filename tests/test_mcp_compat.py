@@ -110,7 +110,13 @@ async def test_yokeflow_scenario(coord: Coordinator) -> None:
         assert (await ok(client, "list_tasks", {"only_pending": True}))["tasks"] == []
         assert (await ok(client, "list_tasks", {"epic_id": str(frontend["id"])}))["count"] == 1
         assert (await ok(client, "get_task", {"task_id": str(pages_id)}))["task"]["status"] == "done"
-        assert (await ok(client, "get_session_history", {"limit": 5}))["sessions"] == []
+        history = (await ok(client, "get_session_history", {"limit": 5}))["sessions"]
+        assert [(h["task_id"], h["agent_name"], h["status"]) for h in history] == [
+            (pages_id, "worker-1", "completed"),
+            (endpoints_id, "worker-1", "completed"),  # after done=false reopened it
+            (endpoints_id, "yokeflow", "completed"),
+            (schema_id, "yokeflow", "completed"),
+        ]
         project = await ok(client, "mark_project_complete", {})
         assert project["status"] == "complete"
         assert (await ok(client, "mark_project_complete", {}))["status"] == "complete"

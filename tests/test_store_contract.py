@@ -30,7 +30,6 @@ EXPECTED_TABLES = {
     "task_tests",
     "personas",
     "agents",
-    "sessions",
     "events",
     "parallel_batches",
     "worktrees",
@@ -94,6 +93,27 @@ async def test_migrating_twice_is_a_no_op(store: Store) -> None:
         assert await tx.fetchval("SELECT COUNT(*) FROM schema_migrations") == len(
             shipped_migrations(store.backend)
         )
+
+
+async def test_a_database_one_version_behind_is_upgraded_and_keeps_its_rows(database: Database) -> None:
+    latest = len(shipped_migrations(database.backend))
+    store = await database.open(prepare=False)
+    try:
+        assert await migrate(store, up_to=latest - 1) == list(range(1, latest))
+        async with store.transaction() as tx:
+            project_id = await _insert_project(tx)
+            await tx.execute(
+                "INSERT INTO agent_costs (project_id, model, cost_usd, created_at) VALUES ($1, 'sonnet', 1.5, 0)",
+                project_id,
+            )
+        assert (await schema_status(store)).pending == [latest]
+        assert await migrate(store) == [latest]
+        assert (await schema_status(store)).up_to_date
+        assert (await _relations(store))[0] == EXPECTED_TABLES
+        async with store.transaction(write=False) as tx:
+            assert await tx.fetchval("SELECT SUM(cost_usd) FROM agent_costs") == 1.5
+    finally:
+        await store.close()
 
 
 async def test_schema_newer_than_code_is_refused_and_nothing_changes(database: Database) -> None:

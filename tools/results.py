@@ -10,11 +10,11 @@ from coordinator.observe import (
     AgentView,
     DependencyInfo,
     EpicProgress,
-    SessionRecord,
     TaskDetail,
     TaskSummary,
 )
 from coordinator.records import Merge, Task, TaskStatus, TaskTest
+from coordinator.sessions import SessionRecord
 from coordinator.work import ClaimContext, Claimed, Lease, NoWork, NoWorkReason
 
 

@@ -199,7 +199,7 @@ async def get_session_history(
     limit: Annotated[Limit, Field(description="Most sessions to return.")] = 10,
     project: ProjectRef = None,
 ) -> SessionList:
-    """The latest agent sessions of the project, newest first."""
+    """The latest agent sessions of the project, newest first: one per lease, from claim to its end."""
     rt, caller = await session(ctx)
     return SessionList(sessions=await rt.observe.session_history(caller, project=project, limit=limit))
 

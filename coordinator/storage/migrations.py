@@ -95,18 +95,20 @@ async def schema_status(store: Store) -> SchemaStatus:
         return _status(store.backend, await _applied(tx))
 
 
-async def migrate(store: Store) -> list[int]:
-    """Apply every pending migration in one transaction; return the versions applied."""
+async def migrate(store: Store, *, up_to: int | None = None) -> list[int]:
+    """Apply every pending migration (up to version `up_to`, if given) in one transaction; return the
+    versions applied."""
     async with store.transaction() as tx:
         if tx.backend == "postgresql":
             await tx.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
         status = _status(store.backend, await _applied(tx))
         _refuse_newer(store, status)
-        if not status.pending:
+        pending = [v for v in status.pending if up_to is None or v <= up_to]
+        if not pending:
             return []
         await tx.execute(_BOOKKEEPING)
         for migration in shipped_migrations(store.backend):
-            if migration.version in status.pending:
+            if migration.version in pending:
                 await tx.execute_script(migration.sql)
                 await tx.execute(
                     "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
@@ -115,7 +117,7 @@ async def migrate(store: Store) -> list[int]:
                     migration.checksum,
                     store.clock(),
                 )
-        return status.pending
+        return pending
 
 
 async def require_current_schema(store: Store) -> SchemaStatus:
