@@ -287,7 +287,9 @@ def _default_pricing() -> dict[str, ModelPrice]:
 class CostConfig(_Section):
     """Token cost tracking, the budget, and model selection."""
 
-    enabled: bool = _flag(True, "Record token costs per task, agent and model.")
+    enabled: bool = _flag(
+        True, "Record token costs per task, agent and model (off: record_cost is accepted and not kept)."
+    )
     budget_limit_usd: float | None = Field(
         default=None,
         strict=True,
@@ -368,6 +370,17 @@ class CostConfig(_Section):
         if warn is not None and value < warn:
             raise ValueError(f"must be at least cost.warn_at_fraction ({warn:g})")
         return value
+
+    @model_validator(mode="after")
+    def _budget_needs_costs(self) -> CostConfig:
+        if not self.enabled and self.budget_limit_usd is not None:
+            raise _key_problem(
+                ("budget_limit_usd",),
+                self.budget_limit_usd,
+                "needs cost.enabled: true (with costs not recorded the budget could never be "
+                "reached); remove the budget or turn cost tracking on",
+            )
+        return self
 
     @model_validator(mode="after")
     def _models_are_priced(self) -> CostConfig:

@@ -25,7 +25,8 @@ _LEDGER_LOCK = 0x59F2
 
 
 class CostEntry(BaseModel):
-    id: int
+    id: int | None = Field(description="The ledger line; None when cost tracking is off (cost.enabled).")
+    recorded: bool = Field(default=True, description="False when cost tracking is off: nothing was kept.")
     task_id: int | None
     agent_id: int | None
     model: str
@@ -34,7 +35,9 @@ class CostEntry(BaseModel):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
-    cost_usd: float
+    cost_usd: float | None = Field(
+        description="US dollars; None only when tracking is off and the model has no price."
+    )
 
 
 class CostLine(BaseModel):
@@ -46,6 +49,9 @@ class CostLine(BaseModel):
 
 
 class CostSummary(BaseModel):
+    tracking: bool = Field(
+        description="Whether costs are recorded (cost.enabled); when off, nothing adds up."
+    )
     total_usd: float
     budget_limit_usd: float | None
     budget_used_fraction: float | None = Field(description="spent / budget, when there is a budget")
@@ -81,23 +87,38 @@ class CostService(ServiceBase):
                 raise InvalidInput(field, f"{value} is negative", fix="give a token count of 0 or more")
         if not model.strip():
             raise InvalidInput("model", "is empty", fix="name the model that did the work, e.g. sonnet")
-        if cost_usd is None:
-            price = price_of(model, self.config.cost.pricing)
-            if price is None:
-                raise InvalidInput(
-                    "model",
-                    f"{model!r} has no price in cost.pricing",
-                    fix=f"pass cost_usd, or add cost.pricing.{model} (known: {', '.join(sorted(self.config.cost.pricing))})",
-                )
-            cost_usd = price.cost_usd(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
-        elif not math.isfinite(cost_usd) or cost_usd < 0:
+        if cost_usd is not None and (not math.isfinite(cost_usd) or cost_usd < 0):
             raise InvalidInput("cost_usd", f"{cost_usd!r} is not a cost", fix="give 0 or more US dollars")
+        price = price_of(model, self.config.cost.pricing)
+        if cost_usd is None and price is not None:
+            cost_usd = price.cost_usd(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        agent_id = caller.agent.id if caller.agent else None
+        if not self.config.cost.enabled:  # checked like any record, kept nowhere
+            await self._check_target(caller, project, task_id)
+            return CostEntry(
+                id=None,
+                recorded=False,
+                task_id=task_id,
+                agent_id=agent_id,
+                model=model,
+                operation=operation,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cache_read_tokens=cache_read_tokens,
+                cache_write_tokens=cache_write_tokens,
+                cost_usd=cost_usd,
+            )
+        if cost_usd is None:
+            raise InvalidInput(
+                "model",
+                f"{model!r} has no price in cost.pricing",
+                fix=f"pass cost_usd, or add cost.pricing.{model} (known: {', '.join(sorted(self.config.cost.pricing))})",
+            )
         async with self.store.transaction() as tx:
             now = self.now()
             target = await self.resolve_project(tx, caller, project)
             if task_id is not None:
                 await get_task(tx, task_id, project_id=target.id)
-            agent_id = caller.agent.id if caller.agent else None
             if (
                 tx.backend == "postgresql"
             ):  # records of one project take turns, so each threshold is crossed once
@@ -137,6 +158,13 @@ class CostService(ServiceBase):
             self._budget_events(tx, target.id, caller.name, now, spent_before, spent_before + cost_usd)
         return CostEntry.model_validate(row)
 
+    async def _check_target(self, caller: Caller, project: int | str | None, task_id: int | None) -> None:
+        """Refuse an unknown project or task, as a kept record would."""
+        async with self.store.transaction(write=False) as tx:
+            target = await self.resolve_project(tx, caller, project)
+            if task_id is not None:
+                await get_task(tx, task_id, project_id=target.id)
+
     def _budget_events(
         self, tx: Tx, project_id: int, actor: str, now: float, before: float, after: float
     ) -> None:
@@ -168,6 +196,7 @@ class CostService(ServiceBase):
             }
         limit = self.config.cost.budget_limit_usd
         return CostSummary(
+            tracking=self.config.cost.enabled,
             total_usd=total,
             budget_limit_usd=limit,
             budget_used_fraction=None if limit is None else total / limit,

@@ -118,7 +118,7 @@ def test_full_file(tmp_path: Path) -> None:
           skill_confidence_threshold: 0.9
           skill_usage_threshold: 3
         cost:
-          enabled: false
+          enabled: true
           budget_limit_usd: 25
           warn_at_fraction: 0.5
           optimization_enabled: false
@@ -161,7 +161,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert learning.domains == ["api", "data-pipeline", "ml_ops"]
     assert learning.skill_confidence_threshold == 0.9 and learning.skill_usage_threshold == 3
     cost = config.cost
-    assert not cost.enabled and cost.budget_limit_usd == 25 and cost.warn_at_fraction == 0.5
+    assert cost.enabled and cost.budget_limit_usd == 25 and cost.warn_at_fraction == 0.5
     assert not cost.optimization_enabled and cost.default_model == "haiku"
     assert cost.model_overrides == {"critical_tasks": "opus", "documentation": "haiku"}
     # a partial entry merges over the built-in price; the other built-ins stay; a new model is added
@@ -340,6 +340,11 @@ BAD_VALUES = [
     ("cost:\n  warn_at_fraction: 0\n", "cost.warn_at_fraction = 0", "greater than 0 and at most 1"),
     ("cost:\n  warn_at_fraction: 1.5\n", "cost.warn_at_fraction = 1.5", "greater than 0 and at most 1"),
     ("cost:\n  enabled: 1\n", "cost.enabled = 1", "must be true or false"),
+    (
+        "cost:\n  enabled: false\n  budget_limit_usd: 10\n",
+        "cost.budget_limit_usd = 10",
+        "needs cost.enabled: true",
+    ),
     ("cost:\n  default_model: sonet\n", 'cost.default_model = "sonet"', "did you mean sonnet?"),
     (
         "cost:\n  model_overrides: {critical_tasks: gpt-9}\n",

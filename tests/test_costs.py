@@ -54,6 +54,33 @@ async def test_bad_cost_records_are_refused(coord: Coordinator) -> None:
     assert (await coord.costs.summary(OPERATOR)).total_usd == 0
 
 
+async def test_with_cost_tracking_off_records_are_checked_and_not_kept(
+    database: Database, clock: ManualClock
+) -> None:
+    config = Config.model_validate({"cost": {"enabled": False}})
+    coord = await Coordinator.open(database.url, config, clock=clock)
+    try:
+        await coord.planning.create_project(OPERATOR, name="p")
+        (task,) = await coord.planning.create_tasks(OPERATOR, [NewTask(title="x")], project="p")
+        worker = agent_caller((await coord.agents.register(OPERATOR, persona="implementer")).agent)
+        entry = await coord.costs.record(worker, model="sonnet", input_tokens=1000, task_id=task.id)
+        assert (entry.recorded, entry.id, entry.input_tokens) == (False, None, 1000)
+        assert entry.cost_usd == pytest.approx(0.003)
+        local = await coord.costs.record(worker, model="local-llm", output_tokens=5)  # no price: fine
+        assert local.cost_usd is None and not local.recorded
+        with pytest.raises(NotFound):
+            await coord.costs.record(worker, model="sonnet", task_id=999)
+        with pytest.raises(InvalidInput, match="input_tokens"):
+            await coord.costs.record(worker, model="sonnet", input_tokens=-1)
+        summary = await coord.costs.summary(OPERATOR)
+        assert not summary.tracking and summary.total_usd == 0 and summary.by_model == []
+        kinds = {e.kind for e in await read_events(coord.store, project_id=task.project_id)}
+        assert "cost_recorded" not in kinds
+        assert isinstance(await coord.work.claim(worker), Claimed)
+    finally:
+        await coord.close()
+
+
 async def test_budget_warns_once_then_stops_claims(database: Database, clock: ManualClock) -> None:
     config = Config.model_validate({"cost": {"budget_limit_usd": 1.0, "warn_at_fraction": 0.8}})
     coord = await Coordinator.open(database.url, config, clock=clock)
