@@ -158,13 +158,18 @@ class ServerConfig(_Section):
     json_response: bool = _flag(False, "Answer MCP HTTP requests with plain JSON instead of an SSE stream.")
 
 
+WorktreeStrategy = Literal["by_epic", "by_task", "smart"]
+
+
 class ParallelConfig(_Section):
     """Parallel agents, worktrees and the merge queue."""
 
     enabled: bool = _flag(True, "Run several agents at once.")
     max_concurrency: int = _number(4, "Most agents working at the same time.", ge=1, le=64)
-    strategy: Literal["by_epic", "by_task", "smart"] = Field(
-        default="by_epic", description="How ready work is grouped for planning views."
+    strategy: WorktreeStrategy = Field(
+        default="by_epic",
+        description="How the execution plan groups each batch's tasks into worktrees: one per epic, "
+        "one per task, or tasks that might touch the same files together.",
     )
     worktree_dir: str = Field(
         default=".worktrees",

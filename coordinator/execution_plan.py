@@ -7,16 +7,20 @@ plan and re-applied whenever it is rebuilt.
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
+import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinator.config import WorktreeStrategy
 from coordinator.errors import InvalidInput, NotFound, YokeflowError
 from coordinator.graph import CriticalPath, DependencyGraph, Edge
 from coordinator.scheduling import barrier_makespan, lower_bound, pull_makespan
@@ -125,6 +129,9 @@ class PlanAdjustments(BaseModel):
 class ExecutionPlan(BaseModel):
     created_at: datetime
     max_concurrency: int
+    strategy: WorktreeStrategy = Field(
+        default="by_epic", description="how worktrees group each batch (parallel.strategy)"
+    )
     batches: list[PlanBatch]
     tasks: list[PlannedTask]
     worktrees: dict[str, list[int]]
@@ -225,6 +232,7 @@ class ExecutionPlanBuilder:
         *,
         max_concurrency: int = 4,
         agents: int | None = None,
+        strategy: WorktreeStrategy = "by_epic",
     ) -> None:
         if max_concurrency < 1:
             raise InvalidInput("max_concurrency", f"{max_concurrency} is too small", fix="use 1 or more")
@@ -233,6 +241,7 @@ class ExecutionPlanBuilder:
         self.edges = list(edges)
         self.epic_edges = list(epic_edges)
         self.max_concurrency = max_concurrency
+        self.strategy = strategy
         self.agents = agents or max_concurrency
         self._open = {i: t for i, t in self.tasks.items() if t.status not in FINISHED_STATUSES}
         self._slugs = _epic_slugs(self.epics.values())
@@ -296,7 +305,7 @@ class ExecutionPlanBuilder:
         conflicts = find_conflicts(own, area)
         batches = self._layer(graph, conflicts, pins)
         batch_of = {task: number for number, batch in enumerate(batches, 1) for task in batch}
-        worktree_of = {**self._assign_worktrees(batches), **chosen_worktrees}
+        worktree_of = {**self._assign_worktrees(batches, conflicts), **chosen_worktrees}
         critical = graph.critical_path()
         on_path, remaining = set(critical.tasks), graph.remaining_path()
         estimates = {i: t.estimate for i, t in self._open.items()}
@@ -306,6 +315,7 @@ class ExecutionPlanBuilder:
         return ExecutionPlan(
             created_at=now or datetime.now(UTC),
             max_concurrency=self.max_concurrency,
+            strategy=self.strategy,
             batches=[
                 PlanBatch(number=n, tasks=batch, duration=max(estimates[t] for t in batch))
                 for n, batch in enumerate(batches, 1)
@@ -416,33 +426,54 @@ class ExecutionPlanBuilder:
                         ready.append(successor)
         return batches
 
-    def _assign_worktrees(self, batches: list[list[int]]) -> dict[int, str]:
-        """Per batch, one worktree per epic; past max_concurrency the smallest epics share one."""
+    def _assign_worktrees(self, batches: list[list[int]], conflicts: list[FileConflict]) -> dict[int, str]:
+        """Per batch, one worktree per group of `strategy`; past max_concurrency the smallest groups
+        join the least loaded worktrees."""
         assigned: dict[int, str] = {}
+        kind = "epic" if self.strategy == "by_epic" else "task"
         for number, batch in enumerate(batches, 1):
-            groups: dict[int | None, list[int]] = defaultdict(list)
-            for task in batch:
-                groups[self._open[task].epic_id].append(task)
-            work = {epic: sum(self._open[t].estimate for t in tasks) for epic, tasks in groups.items()}
-            ordered = sorted(groups, key=lambda e: (-work[e], e is None, e or 0))
-            bins: list[list[int | None]] = [[epic] for epic in ordered[: self.max_concurrency]]
-            load = [work[epic] for epic in ordered[: self.max_concurrency]]
-            for epic in ordered[self.max_concurrency :]:
+            groups = sorted(self._groups(batch, conflicts), key=lambda g: (-g.work, g.order))
+            bins = [[group] for group in groups[: self.max_concurrency]]
+            load = [group.work for group in groups[: self.max_concurrency]]
+            for group in groups[self.max_concurrency :]:
                 lightest = load.index(min(load))
-                bins[lightest].append(epic)
-                load[lightest] += work[epic]
+                bins[lightest].append(group)
+                load[lightest] += group.work
             for members in bins:
-                name = f"batch{number}-epic-{self._bin_name(members)}"
-                for epic in members:
-                    for task in groups[epic]:
+                name = f"batch{number}-{kind}-{_joined([group.label for group in members])}"
+                for group in members:
+                    for task in group.tasks:
                         assigned[task] = name
         return assigned
 
-    def _bin_name(self, members: list[int | None]) -> str:
-        slugs = [self._slugs.get(epic, f"epic{epic}") if epic is not None else "none" for epic in members]
-        if len(slugs) > 2:
-            return f"{slugs[0]}-and-{len(slugs) - 1}-more"
-        return "-and-".join(slugs)
+    def _groups(self, batch: list[int], conflicts: list[FileConflict]) -> list[_Group]:
+        """The tasks of a batch that share a worktree: those of one epic (by_epic), none (by_task),
+        or those that might touch the same files (smart: the same folder, or a file their epic names)."""
+        if self.strategy == "by_epic":
+            by_epic: dict[int | None, list[int]] = defaultdict(list)
+            for task in batch:
+                by_epic[self._open[task].epic_id].append(task)
+            return [
+                self._group(tasks, (epic is None, epic or 0), "none" if epic is None else self._slug(epic))
+                for epic, tasks in by_epic.items()
+            ]
+        together = nx.Graph()
+        together.add_nodes_from(batch)
+        if self.strategy == "smart":
+            members = set(batch)
+            for conflict in conflicts:
+                inside = [task for task in conflict.tasks if task in members]
+                together.add_edges_from(itertools.pairwise(inside))
+        components = (sorted(c) for c in nx.connected_components(together))
+        return [
+            self._group(tasks, (False, tasks[0]), _joined([str(t) for t in tasks])) for tasks in components
+        ]
+
+    def _group(self, tasks: list[int], order: tuple[bool, int], label: str) -> _Group:
+        return _Group(tasks, sum(self._open[t].estimate for t in tasks), order, label)
+
+    def _slug(self, epic: int) -> str:
+        return self._slugs.get(epic, f"epic{epic}")
 
     def _require_open(self, task_id: int, field: str) -> None:
         if task_id not in self.tasks:
@@ -453,6 +484,24 @@ class ExecutionPlanBuilder:
                 f"task {task_id} is {self.tasks[task_id].status}; only unfinished tasks can be planned",
                 fix="reopen the task first, or leave it out of the patch",
             )
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Tasks of one batch that stay in one worktree."""
+
+    tasks: list[int]
+    work: float
+    order: tuple[bool, int]
+    """Breaks ties of work: epics by id, tasks without an epic last; task groups by first task."""
+    label: str
+
+
+def _joined(labels: list[str]) -> str:
+    """`a`, `a-and-b`, or `a-and-2-more`: the name part of a worktree holding several groups."""
+    if len(labels) > 2:
+        return f"{labels[0]}-and-{len(labels) - 1}-more"
+    return "-and-".join(labels)
 
 
 def slugify(name: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from coordinator.config import ParallelConfig
 from coordinator.context import Caller, Role, ServiceBase, require_role
 from coordinator.errors import NotFound
 from coordinator.events import append_event
@@ -105,7 +106,7 @@ class PlanService(ServiceBase):
             now = self.now()
             target = await self.resolve_project(tx, caller, project)
             stored = target.metadata.get("execution_plan")
-            builder = await _builder(tx, target.id, self.config.parallel.max_concurrency)
+            builder = await _builder(tx, target.id, self.config.parallel)
             current = ExecutionPlan.model_validate(stored) if stored else builder.build()
             result = builder.apply_patch(current, patch)
             writer = await PlanWriter.open(
@@ -127,7 +128,7 @@ class PlanService(ServiceBase):
         return result.plan
 
     async def _build(self, tx: Tx, project_id: int, actor: str, now: float) -> ExecutionPlan:
-        builder = await _builder(tx, project_id, self.config.parallel.max_concurrency)
+        builder = await _builder(tx, project_id, self.config.parallel)
         project = await get_project(tx, project_id)
         previous = project.metadata.get("execution_plan")
         adjustments = ExecutionPlan.model_validate(previous).adjustments if previous else None
@@ -229,11 +230,13 @@ async def _write_plan(tx: Tx, writer: PlanWriter, parsed: ParsedPlan) -> tuple[l
     return epic_ids, task_ids
 
 
-async def _builder(tx: Tx, project_id: int, max_concurrency: int) -> ExecutionPlanBuilder:
+async def _builder(tx: Tx, project_id: int, parallel: ParallelConfig) -> ExecutionPlanBuilder:
     tasks = await list_tasks(tx, project_id, limit=1_000_000)
     epics = await list_epics(tx, project_id)
     edges, epic_edges = await _edges(tx, project_id)
-    return ExecutionPlanBuilder(tasks, epics, edges, epic_edges, max_concurrency=max_concurrency)
+    return ExecutionPlanBuilder(
+        tasks, epics, edges, epic_edges, max_concurrency=parallel.max_concurrency, strategy=parallel.strategy
+    )
 
 
 async def _edges(tx: Tx, project_id: int) -> tuple[list[Edge], list[Edge]]:

@@ -146,6 +146,42 @@ def test_past_max_concurrency_the_smallest_epics_share_a_worktree() -> None:
     assert sorted(three.worktrees) == ["batch1-epic-api", "batch1-epic-db", "batch1-epic-ops-and-2-more"]
 
 
+def test_by_task_gives_each_task_a_worktree_up_to_max_concurrency() -> None:
+    tasks = [task(i, 1, estimate=work) for i, work in [(1, 5), (2, 4), (3, 1), (4, 1), (5, 2)]]
+    plan = ExecutionPlanBuilder(tasks, [{"id": 1, "name": "api"}], strategy="by_task").build()
+    assert plan.strategy == "by_task"
+    assert sorted(plan.worktrees) == [
+        "batch1-task-1",
+        "batch1-task-2",
+        "batch1-task-3-and-4",
+        "batch1-task-5",
+    ]
+    # by work: 1 (5), 2 (4), 5 (2), 3 (1), 4 (1); each extra task joins the lightest worktree
+    two = ExecutionPlanBuilder(tasks, max_concurrency=2, strategy="by_task").build()
+    assert two.worktrees == {"batch1-task-1-and-2-more": [1, 3, 4], "batch1-task-2-and-5": [2, 5]}
+
+
+def test_smart_puts_tasks_that_might_touch_the_same_files_in_one_worktree() -> None:
+    tasks = [
+        task(1, 1, predicted_files=["src/api/users.py"]),
+        task(2, 1, predicted_files=["src/api/orders.py"]),  # same folder as 1
+        task(3, 1, predicted_files=["web/app.js"]),
+        task(4, 2),
+        task(5, 2),  # 4 and 5: their epic names a file, and neither names its own
+        task(6, 1, predicted_files=["src/api/users.py"]),  # the same file as 1: a later batch
+    ]
+    epics = [{"id": 1, "name": "api"}, {"id": 2, "name": "docs", "description": "Write docs/guide.md"}]
+    plan = ExecutionPlanBuilder(tasks, epics, strategy="smart").build()
+    assert plan.worktrees == {
+        "batch1-task-1-and-2": [1, 2],
+        "batch1-task-3": [3],
+        "batch1-task-4-and-5": [4, 5],
+        "batch2-task-6": [6],
+    }
+    by_epic = ExecutionPlanBuilder(tasks, epics).build()
+    assert sorted(by_epic.worktrees) == ["batch1-epic-api", "batch1-epic-docs", "batch2-epic-api"]
+
+
 def test_epic_names_become_distinct_slugs() -> None:
     assert slugify("  Auth / Sign-in (OAuth2)!  ") == "auth-sign-in-oauth2"
     plan = ExecutionPlanBuilder(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coordinator.config import Config
 from coordinator.context import OPERATOR, agent_caller
 from coordinator.errors import CycleError, InvalidInput, NotFound, YokeflowError
 from coordinator.events import read_events
@@ -16,6 +17,7 @@ from coordinator.execution_plan import PlanPatch
 from coordinator.planning import NewTask
 from coordinator.service import Coordinator
 from coordinator.work import Claimed
+from tests.conftest import Database
 
 SHOP = (Path(__file__).parent / "data" / "shop_plan.yaml").read_text()
 
@@ -63,6 +65,20 @@ async def test_import_creates_everything_and_plans_it(coord: Coordinator) -> Non
     suggested = [(s.before.path, s.after.path) for s in imported.suggested_dependencies]
     assert suggested == [("epics[3].tasks[1]", "epics[3].tasks[3]")]  # "once the CI pipeline is done"
     assert plan.makespan.lower_bound <= plan.makespan.estimate <= plan.makespan.serial
+
+
+async def test_parallel_strategy_decides_how_the_plan_groups_worktrees(database: Database) -> None:
+    config = Config.model_validate({"parallel": {"strategy": "by_task"}})
+    coord = await Coordinator.open(database.url, config)
+    try:
+        imported = await coord.plans.import_plan(OPERATOR, SHOP)
+        plan = await coord.plans.build(OPERATOR)
+        assert imported.plan.strategy == plan.strategy == "by_task"
+        assert all(name.split("-")[1] == "task" for name in plan.worktrees)
+        first_batch = plan.batches[0].tasks
+        assert len({plan.task(t).worktree for t in first_batch}) == min(len(first_batch), 4)
+    finally:
+        await coord.close()
 
 
 async def test_claims_follow_the_imported_plan(coord: Coordinator) -> None:
