@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from coordinator.domains import FALLBACK
 from coordinator.errors import LeaseLost, NotFound
 from coordinator.records import Task, TaskStatus
-from coordinator.storage.base import Tx
+from coordinator.storage.base import Row, Tx
 
 # Hard predecessors that are done (or cancelled, i.e. deliberately dropped) unblock a task.
 _UNFINISHED = "('pending', 'in_progress', 'merging', 'failed', 'conflict', 'rejected')"
@@ -59,6 +59,15 @@ DOMAIN_HAS_EXPERTISE = (
 )
 
 
+# In an `UPDATE tasks … RETURNING`: the task and what its claim context needs (see `ClaimedRow`).
+CLAIMED_ROW = f"""*,
+    (SELECT COUNT(*) FROM task_dependencies WHERE task_id = tasks.id) AS dependency_count,
+    EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests,
+    (SELECT priority FROM epics WHERE id = tasks.epic_id) AS epic_priority,
+    {DOMAIN_HAS_EXPERTISE} AS has_expertise,
+    EXISTS (SELECT 1 FROM agent_costs WHERE project_id = tasks.project_id) AS has_cost_history"""
+
+
 def claim_sql(backend: str, *, avoid_file_conflicts: bool, one_task: bool = False) -> str:
     """The one statement that leases the best ready task of a project (or task $8 only), or nothing."""
     lock = " FOR UPDATE SKIP LOCKED" if backend == "postgresql" else ""
@@ -82,12 +91,7 @@ WHERE id = (
     WHERE {ready_condition(_SUITS_PERSONA, _FOR_AGENT)}{conditions}
     ORDER BY t.priority, t.remaining_path DESC, t.id
     LIMIT 1{lock})
-RETURNING *,
-    (SELECT COUNT(*) FROM task_dependencies WHERE task_id = tasks.id) AS dependency_count,
-    EXISTS (SELECT 1 FROM task_tests WHERE task_id = tasks.id) AS has_tests,
-    (SELECT priority FROM epics WHERE id = tasks.epic_id) AS epic_priority,
-    {DOMAIN_HAS_EXPERTISE} AS has_expertise,
-    EXISTS (SELECT 1 FROM agent_costs WHERE project_id = tasks.project_id) AS has_cost_history"""
+RETURNING {CLAIMED_ROW}"""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,18 @@ class ClaimedRow:
     has_cost_history: bool
     """Whether the project has recorded any cost (else no model has a history yet)."""
 
+    @classmethod
+    def of(cls, row: Row) -> ClaimedRow:
+        """From a row returned with `CLAIMED_ROW`."""
+        return cls(
+            Task.model_validate(row),
+            dependencies=int(row["dependency_count"]),
+            epic_priority=None if row["epic_priority"] is None else int(row["epic_priority"]),
+            has_tests=bool(row["has_tests"]),
+            has_expertise=bool(row["has_expertise"]),
+            has_cost_history=bool(row["has_cost_history"]),
+        )
+
 
 def new_lease_prefix() -> str:
     return secrets.token_hex(6)
@@ -143,16 +159,7 @@ async def claim_one(
         ttl,
         *([] if task_id is None else [task_id]),
     )
-    if row is None:
-        return None
-    return ClaimedRow(
-        Task.model_validate(row),
-        dependencies=int(row["dependency_count"]),
-        epic_priority=None if row["epic_priority"] is None else int(row["epic_priority"]),
-        has_tests=bool(row["has_tests"]),
-        has_expertise=bool(row["has_expertise"]),
-        has_cost_history=bool(row["has_cost_history"]),
-    )
+    return None if row is None else ClaimedRow.of(row)
 
 
 async def has_ready_task_for_other_personas(tx: Tx, *, project_id: int, persona: str, now: float) -> bool:

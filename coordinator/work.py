@@ -23,6 +23,7 @@ from coordinator.expertise_files import sync_files
 from coordinator.expertise_hooks import expertise_context, learn_from_outcome, task_domain
 from coordinator.finishing import after_finish
 from coordinator.leasing import (
+    CLAIMED_ROW,
     DOMAIN_HAS_EXPERTISE,
     BackoffPolicy,
     ClaimedRow,
@@ -108,6 +109,8 @@ class Claimed(BaseModel):
     context: ClaimContext
     worktree: str | None = None
     target_branch: str | None = None
+    resumed: bool = False
+    """The agent already held this lease: its worktree works one task at a time."""
 
 
 NoWorkReason = Literal[
@@ -195,6 +198,11 @@ class WorkService(ServiceBase):
                 fix=f"give 0 to {MAX_WAIT_SECONDS:g} seconds",
             )
         ttl = self._ttl(ttl_seconds)
+        agent = _agent_of(caller, "claim tasks")
+        if self.workspaces is not None and await self.workspaces.of_project(agent.project_id) is not None:
+            held = await self._resume(caller, agent, ttl, task_id)
+            if held is not None:
+                return held
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             outcome = await self._claim_once(caller, ttl, task_id)
@@ -204,6 +212,58 @@ class WorkService(ServiceBase):
             if remaining <= 0 or outcome.reason in ("all_done", "budget_exhausted"):
                 return outcome
             await self.wakeup.wait(min(remaining, self.poll_seconds))
+
+    async def _resume(self, caller: Caller, agent: Agent, ttl: float, task_id: int | None) -> Claimed | None:
+        """The live lease the agent already holds, extended as a heartbeat would; None if it holds none.
+
+        An agent's one worktree is on that task's branch, with its work in progress: a second task
+        would switch it away. So a claim answers the task in hand (a restarted agent picks up where
+        it was) until the agent completes, fails or releases it.
+        """
+        assert self.workspaces is not None
+        async with self.store.transaction() as tx:
+            now = self.now()
+            row = await tx.fetchrow(
+                "UPDATE tasks SET lease_ttl = $4, lease_expires_at = $3 + $4, updated_at = $3 WHERE id = ("
+                "SELECT id FROM tasks WHERE project_id = $1 AND lease_owner = $2 AND status = 'in_progress' "
+                f"AND lease_expires_at >= $3 ORDER BY id LIMIT 1) RETURNING {CLAIMED_ROW}",
+                agent.project_id,
+                agent.id,
+                now,
+                ttl,
+            )
+            if row is None:
+                return None
+            held = ClaimedRow.of(row)
+            task = held.task
+            if task_id is not None and task_id != task.id:
+                raise StateConflict(
+                    f"you still hold task {task.id}, and your worktree works on one task at a time",
+                    fix=f"complete, fail or release task {task.id} before you start task {task_id}",
+                )
+            worktree = await tx.fetchval("SELECT worktree FROM agents WHERE id = $1", agent.id)
+            limit = self.config.cost.budget_limit_usd
+            spent = None if limit is None else await spent_usd(tx, agent.project_id)
+            await self._touch_agent(tx, agent, now)
+            task_event(
+                tx,
+                now,
+                "lease_heartbeat",
+                caller,
+                task,
+                None,
+                {"expires_at": task.lease_expires_at, "resumed": True},
+            )
+            context = await self._claim_context(tx, held, spent)
+        ws = await self.workspaces.of_project(agent.project_id)
+        return Claimed(
+            task=task,
+            lease=self._lease(task, ttl),
+            context=context,
+            worktree=worktree,
+            target_branch=await ws.worktrees.target() if ws else None,
+            resumed=True,
+        )
 
     async def _start_workspace(self, caller: Caller, claimed: Claimed) -> Claimed:
         """Put the agent's worktree on the task's branch; if git refuses, hand the task back."""

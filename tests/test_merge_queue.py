@@ -17,7 +17,7 @@ import pytest
 
 from coordinator.config import Config
 from coordinator.context import OPERATOR, Caller, agent_caller
-from coordinator.errors import InvalidInput
+from coordinator.errors import InvalidInput, StateConflict
 from coordinator.events import read_events
 from coordinator.gitcli import GitError
 from coordinator.merge_queue import LEASE_SECONDS
@@ -100,6 +100,40 @@ def show(repo: Path, ref: str, path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ tests
+
+
+async def test_an_agent_holding_a_task_gets_it_again_and_its_worktree_keeps_the_work(
+    open_coord: Callable[..., Any], clock: ManualClock
+) -> None:
+    coord = await open_coord()
+    first, second = await plan(coord, NewTask(title="first"), NewTask(title="second"))
+    ada = await agent(coord, "ada")
+    claimed = await claim(coord, ada)
+    assert claimed.task.id == first and not claimed.resumed and claimed.worktree is not None
+    worktree = Path(claimed.worktree)
+    (worktree / "half.txt").write_text("uncommitted work\n")
+    branch = git(worktree, "symbolic-ref", "--short", "HEAD")
+
+    clock.advance(100)  # e.g. the agent restarted and claims again
+    again = await claim(coord, ada)
+    assert (again.task.id, again.lease.lease_id, again.resumed) == (first, claimed.lease.lease_id, True)
+    assert again.lease.expires_at == clock.now + again.lease.ttl_seconds  # extended, like a heartbeat
+    assert (again.worktree, again.target_branch) == (claimed.worktree, "main")
+    assert git(worktree, "symbolic-ref", "--short", "HEAD") == branch
+    assert (worktree / "half.txt").read_text() == "uncommitted work\n"
+    assert git(worktree, "stash", "list") == ""
+    with pytest.raises(StateConflict, match=f"you still hold task {first}"):
+        await coord.work.claim(ada, task_id=second)
+    events = await read_events(coord.store, project_id=claimed.task.project_id, limit=1000)
+    assert [e.kind for e in events].count("task_claimed") == 1
+    assert [s.status for s in await coord.observe.session_history(OPERATOR)] == ["running"]
+
+    # Handed back, the worktree is free for the next task.
+    await coord.work.release(ada, task_id=first, lease_id=claimed.lease.lease_id)
+    nxt = await claim(coord, ada)
+    assert not nxt.resumed and nxt.task.id == first  # released work is first in line again
+    await coord.work.release(ada, task_id=first, lease_id=nxt.lease.lease_id)
+    assert (await claim(coord, ada, task_id=second)).task.id == second
 
 
 async def test_parallel_branches_merge_and_dependents_wait_for_the_merge(

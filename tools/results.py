@@ -89,6 +89,11 @@ class ClaimResult(BaseModel):
         default=None,
         description="The branch your work merges into (merge it into yours to resolve a conflict).",
     )
+    resumed: bool = Field(
+        default=False,
+        description="True: you already held this task; your worktree keeps one task until you "
+        "complete, fail or release it.",
+    )
     reason: NoWorkReason | None = None
     message: str | None = None
     counts: dict[str, int] | None = None
@@ -97,6 +102,7 @@ class ClaimResult(BaseModel):
     @classmethod
     def of(cls, outcome: Claimed | NoWork, agent_id: int) -> ClaimResult:
         if isinstance(outcome, Claimed):
+            held = "still " if outcome.resumed else ""
             return cls(
                 status="claimed",
                 agent_id=agent_id,
@@ -105,8 +111,14 @@ class ClaimResult(BaseModel):
                 context=outcome.context,
                 worktree=outcome.worktree,
                 target_branch=outcome.target_branch,
-                message=f"you hold task {outcome.task.id} until {outcome.lease.expires_at:.0f}; "
-                f"heartbeat every {outcome.lease.heartbeat_interval_seconds:g} s",
+                resumed=outcome.resumed,
+                message=f"you {held}hold task {outcome.task.id} until {outcome.lease.expires_at:.0f}; "
+                f"heartbeat every {outcome.lease.heartbeat_interval_seconds:g} s"
+                + (
+                    "; finish it (complete, fail or release) before you claim another"
+                    if outcome.resumed
+                    else ""
+                ),
             )
         return cls(
             status="no_task",

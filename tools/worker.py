@@ -96,7 +96,9 @@ async def claim_task(
     """Lease the most urgent ready task that suits you (dependencies done, critical path first).
 
     Answers status "claimed" with the task, the lease and the context (dependencies' results,
-    tests, hand-off note), or "no_task" with the reason and when to ask again.
+    tests, hand-off note), or "no_task" with the reason and when to ask again. In a project with a
+    repository your worktree holds one task at a time: while you hold one, this answers it again
+    (resumed, lease extended) until you complete, fail or release it.
     """
     rt, caller = await session(ctx)
     outcome = await rt.coord.work.claim(caller, wait_seconds=wait_seconds, ttl_seconds=ttl_seconds)
