@@ -16,9 +16,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from launcher.mcp_client import AgentClient, ToolCallError
+from launcher.mcp_client import AgentClient, keep_lease
 from launcher.runners.base import AgentSlot, Runner
 from launcher.supervisor import OnStart, SlotRecord, run_all, run_process
 
@@ -63,7 +62,7 @@ async def run_sessions(
                 session = replace(
                     slot, claim_file=claim_file, worktree=Path(worktree) if worktree else slot.worktree
                 )
-                keeper = asyncio.ensure_future(_keep_lease(agent, task["id"], lease))
+                keeper = asyncio.ensure_future(keep_lease(agent, task["id"], lease))
                 try:
                     code = await run_process(
                         runner,
@@ -87,19 +86,6 @@ async def run_sessions(
     with tempfile.TemporaryDirectory(prefix="yokeflow-claims-") as folder:
         await run_all(serve(record, Path(folder)) for record in records)
     return records
-
-
-async def _keep_lease(agent: AgentClient, task_id: int, lease: dict[str, Any]) -> None:
-    """Heartbeat the lease while the session runs (it may take a while to start), until the session
-    has finished the task (the lease is then lost to us)."""
-    while True:
-        await asyncio.sleep(float(lease["heartbeat_interval_seconds"]))
-        try:
-            await agent.call("heartbeat", task_id=task_id, lease_id=lease["lease_id"])
-        except ToolCallError as exc:
-            if exc.error_code == "lease_lost":
-                return
-            raise
 
 
 def _write(path: Path, text: str) -> None:

@@ -268,3 +268,35 @@ def _slot(base: str, token: str, worktree: Path | None) -> AgentSlot:
     return AgentSlot(
         agent_id=1, name="claude-1", persona="implementer", token=token, server_url=base, worktree=worktree
     )
+
+
+async def test_the_runner_keeps_the_lease_alive_while_the_model_thinks_longer_than_it_lasts(
+    database: Database,
+) -> None:
+    config = Config.model_validate({"leases": {"ttl_seconds": 5, "heartbeat_interval_seconds": 1}})
+    with running_http_server(database.url, config=config) as base:
+        async with http_client(f"{base}/mcp") as operator:
+            await make_project(operator)
+            task = await ok(operator, "create_task", {"title": "Slow"})
+            token = await worker_token(operator, "claude-1")
+        seen: dict[str, Any] = {}
+
+        async def act(prompt: str, options: ClaudeAgentOptions) -> list[dict[str, Any]]:
+            task_id, lease_id = lease_of(prompt)
+            async with mcp_of(options) as agent:
+                started = (await ok(agent, "get_task", {"task_id": task_id}))["task"]["lease_expires_at"]
+                await asyncio.sleep(7)  # longer than the lease, without a heartbeat from the model
+                seen["live"] = (await ok(agent, "get_task", {"task_id": task_id}))["task"]
+                seen["started"] = started
+                await ok(agent, "complete_task", {"task_id": task_id, "lease_id": lease_id})
+            return result(cost=0.001, input_tokens=10, output_tokens=2)
+
+        agent = ClaudeAgent(transport=Sessions(act), claim_wait=0.5)
+        assert await agent.run(_slot(base, token, None), asyncio.Event()) == 0
+        async with http_client(f"{base}/mcp/observer") as observer:
+            done = await ok(observer, "get_task", {"task_id": task["id"], "events": 50})
+    live = seen["live"]
+    assert live["status"] == "in_progress" and live["lease_expires_at"] > seen["started"] + 4
+    assert done["task"]["status"] == "done" and done["task"]["attempts"] == 1
+    kinds = [event["kind"] for event in done["recent_events"]]
+    assert kinds.count("lease_heartbeat") >= 3 and "lease_expired" not in kinds

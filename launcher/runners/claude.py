@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.agents import PersonaFile, parse_persona
 from coordinator.errors import ConfigError
 from coordinator.resources import resource_dir
-from launcher.mcp_client import OBSERVER_PATH, AgentClient, ToolCallError
+from launcher.mcp_client import OBSERVER_PATH, AgentClient, ToolCallError, keep_lease
 from launcher.runners.base import AgentSlot, agent_process_command
 from tools.server import HTTP_PATHS, Profile, profile_tools
 
@@ -414,7 +414,14 @@ class ClaudeAgent:
         )
         session = asyncio.create_task(run_session(task_prompt(claim), options, self.transport))
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        # The model is asked to heartbeat, but may think for longer than a lease lasts: while its
+        # session runs, this process keeps the lease alive, and a crash lets it expire.
+        keeper = asyncio.create_task(keep_lease(client, task_id, claim["lease"]))
+        try:
+            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         stopping.cancel()
         if not session.done():
             session.cancel()
