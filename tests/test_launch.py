@@ -176,6 +176,26 @@ async def test_without_coordination_mode_the_launcher_claims_and_starts_one_sess
     completed_once_in_order(events, edges, task_ids.values())
 
 
+async def test_a_launch_whose_agents_did_nothing_is_not_reported_as_done(
+    database: Database, tmp_path: Path
+) -> None:
+    config = fast_config()
+    task_ids = await import_plan(database.url, config, DIAMOND_PLAN)
+    settings = LaunchSettings(
+        runner=CommandRunner(["true"]),  # starts, exits 0 at once, never claims
+        personas=["implementer", "implementer"],
+        coordination=True,
+        log_dir=tmp_path / "logs",
+        grace_seconds=5.0,
+    )
+    async with embedded_server(database.url, config) as base:
+        report = await launch(base, settings, asyncio.Event())
+
+    assert [r.exit_codes for r in report.records] == [[0], [0]]
+    assert not report.finished and not report.ok
+    assert summary_lines(report)[0].startswith(f"project diamond: 0 of {len(task_ids)} tasks done (")
+
+
 async def test_a_launch_refuses_tasks_no_agent_could_take(database: Database, tmp_path: Path) -> None:
     config = fast_config()
     await import_shop(database.url, config)
@@ -327,6 +347,8 @@ async def test_a_command_agent_gets_its_identity_in_its_environment_and_worktree
 
     assert [r.exit_codes for r in records] == [[0], [0]] and not any(r.gave_up for r in records)
     assert sorted(started) == sorted(zip(["agent-1", "agent-2"], supervisor.pids, strict=True))
+    first = dict(line.split("=", 1) for line in (tmp_path / "agent-1.env").read_text().splitlines()[:-1])
+    assert first["PORT"] == "4000"  # ten ports apart: agents' dev servers never collide
     lines = (tmp_path / "agent-2.env").read_text().splitlines()
     assert lines[-1] == str(tmp_path / "wt"), "the agent starts in its worktree"
     env = dict(line.split("=", 1) for line in lines[:-1])

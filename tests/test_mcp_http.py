@@ -146,8 +146,30 @@ async def test_http_identity_and_host_protection(database: Database) -> None:
             await refused(
                 worker, "create_task", {"title": "B"}, "permission denied: a worker may not create tasks"
             )
+        async with http_client(f"{base}/mcp/worker") as tokenless:  # a worker set up without its token
+            await refused(tokenless, "claim_task", {}, "permission denied", "claim tasks", "Fix:")
         async with http_client(f"{base}/mcp", token="yf_wrong") as stranger:
             await refused(stranger, "project_status", {}, "the bearer token is not valid")
+
+
+async def test_a_waiting_claim_returns_the_task_its_dependency_unblocks(database: Database) -> None:
+    with running_http_server(database.url) as base:
+        async with http_client(f"{base}/mcp") as operator:
+            await make_project(operator)
+            first = await ok(operator, "create_task", {"title": "First"})
+            second = await ok(operator, "create_task", {"title": "Second", "depends_on": [first["id"]]})
+            tokens = [(await ok(operator, "register_agent", {}))["token"] for _ in range(2)]
+        async with (
+            http_client(f"{base}/mcp/worker", token=tokens[0]) as ada,
+            http_client(f"{base}/mcp/worker", token=tokens[1]) as bob,
+        ):
+            held = await ok(ada, "claim_task", {})
+            waiting = asyncio.create_task(ok(bob, "claim_task", {"wait_seconds": 60}))
+            await asyncio.sleep(1)  # bob's call reaches the server, finds nothing ready and waits
+            assert not waiting.done()
+            await ok(ada, "complete_task", {"task_id": first["id"], "lease_id": held["lease"]["lease_id"]})
+            claimed = await asyncio.wait_for(waiting, 30)  # one call: it waited, then got the task
+        assert claimed["status"] == "claimed" and claimed["task"]["id"] == second["id"]
 
 
 async def test_a_server_requiring_tokens_refuses_calls_without_one(database: Database) -> None:
