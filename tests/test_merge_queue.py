@@ -301,6 +301,33 @@ async def test_done_when_completed_lets_dependents_start_before_the_merge(
     assert show(repo, "main", "first.py") == "1"
 
 
+async def test_done_when_completed_still_shows_a_merge_that_failed_and_queues_its_fix(
+    open_coord: Callable[..., Any], repo: Path
+) -> None:
+    coord: Coordinator = await open_coord(done_when="completed")
+    a, b = await plan(coord, NewTask(title="Title one"), NewTask(title="Title two"))
+    ann, bob = await agent(coord, "ann"), await agent(coord, "bob")
+    first, second = await claim(coord, ann, a), await claim(coord, bob, b)
+    for caller, claimed, text in ((ann, first, "# from ann\n"), (bob, second, "# from bob\n")):
+        sha = commit_in(claimed.worktree or "", {"README.md": text})
+        done = await coord.work.complete(
+            caller, task_id=claimed.task.id, lease_id=claimed.lease.lease_id, commit=sha
+        )
+        assert done.status == S.DONE  # done at completion: its dependents may start
+    runs = await coord.merges.drain()
+    assert [r.outcome.status for r in runs if r.outcome] == ["merged", "conflict"]
+    assert show(repo, "main", "README.md") == "# from ann"
+    # The task stays done, but the merge, the event and the reviewer's follow-up say it did not land.
+    assert await status_of(coord, b) == S.DONE
+    merges = {m.task_id: m for m in await coord.observe.list_merges(OPERATOR)}
+    assert merges[b].status == "conflict" and merges[b].conflict_files == ["README.md"]
+    events = await read_events(coord.store, project_id=None, limit=1000)
+    assert any(e.kind == "task_merge_conflict" and e.task_id == b for e in events)
+    follow_up = await claim(coord, await agent(coord, "rev", persona="reviewer"))
+    assert follow_up.task.title.startswith(f"Resolve the merge conflict of task {b}")
+    assert follow_up.task.branch == second.task.branch
+
+
 async def test_a_merge_that_landed_before_a_crash_is_recorded_as_merged_by_the_next_runner(
     open_coord: Callable[..., Any], repo: Path, clock: ManualClock
 ) -> None:
