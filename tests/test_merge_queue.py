@@ -27,6 +27,7 @@ from coordinator.service import Coordinator
 from coordinator.work import Claimed, NoWork
 from tests.conftest import Database, ManualClock
 from tests.gitrepo import git, make_repo, run_git
+from tests.test_rest_support import until
 
 S = TaskStatus
 WORKER = Path(__file__).parent / "workers" / "merge_worker.py"
@@ -326,6 +327,38 @@ async def test_done_when_completed_still_shows_a_merge_that_failed_and_queues_it
     follow_up = await claim(coord, await agent(coord, "rev", persona="reviewer"))
     assert follow_up.task.title.startswith(f"Resolve the merge conflict of task {b}")
     assert follow_up.task.branch == second.task.branch
+
+
+async def test_a_test_gate_longer_than_the_merge_lease_keeps_its_merge(
+    database: Database, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("coordinator.merge_queue.LEASE_SECONDS", 0.6)  # renewed every 0.2 s
+    config = config_of(test_command="sleep 2")
+    coord = await Coordinator.open(database.url, config, repo=repo)
+    other = await Coordinator.open(database.url, config, repo=repo)  # a second server on the queue
+    try:
+        (a,) = await plan(coord, NewTask(title="Slow gate"))
+        ann = await agent(coord, "ann")
+        await finish(coord, ann, await claim(coord, ann), {"slow.py": "x\n"})
+        running = asyncio.create_task(coord.merges.drain())
+
+        async def started() -> bool:
+            return (await coord.observe.list_merges(OPERATOR))[0].status != "queued"
+
+        await until(started, "the first server to take the merge")
+        taken_over = []
+        while not running.done():
+            if (merge := await other.merges.take()) is not None:
+                taken_over.append(merge)
+            await asyncio.sleep(0.1)
+        (run,) = await running
+        assert taken_over == [] and run.outcome is not None and run.outcome.status == "merged"
+        assert await status_of(coord, a) == S.DONE and show(repo, "main", "slow.py") == "x"
+        kinds = [e.kind for e in await read_events(coord.store, project_id=None, limit=1000)]
+        assert "merge_taken_over" not in kinds and kinds.count("task_merged") == 1
+    finally:
+        await other.close()
+        await coord.close()
 
 
 async def test_a_merge_that_landed_before_a_crash_is_recorded_as_merged_by_the_next_runner(
