@@ -60,6 +60,10 @@ class SessionRecord(BaseModel):
     cost_usd: float = Field(description="Costs the agent recorded for the task during this session.")
 
 
+class SessionList(BaseModel):
+    sessions: list[SessionRecord]
+
+
 def _sql(position: str) -> str:
     ends = ", ".join(f"'{kind}'" for kind in _ENDS)
     return f"""

@@ -420,6 +420,11 @@ async def test_agents_costs_and_the_event_log_page_by_page(local: Coordinator, s
         }
         refused(await http.get("/api/projects/shop/agents?status=asleep"), 422, "invalid_input")
 
+        (session,) = answer(await http.get("/api/projects/shop/sessions"))["sessions"]
+        assert (session["task_id"], session["agent_name"], session["status"]) == (task, "ann", "running")
+        assert session["cost_usd"] > 0
+        refused(await http.get("/api/projects/shop/sessions?limit=0"), 422, "invalid_input")
+
         costs = answer(await http.get("/api/projects/shop/costs"))
         assert costs["total_usd"] > 0 and costs["by_model"][0]["key"] == "sonnet"
         assert answer(await http.get("/api/projects/shop/costs/breakdown"))["total_usd"] == costs["total_usd"]

@@ -14,7 +14,6 @@ from coordinator.observe import (
     TaskSummary,
 )
 from coordinator.records import Merge, Task, TaskStatus, TaskTest
-from coordinator.sessions import SessionRecord
 from coordinator.work import ClaimContext, Claimed, Lease, NoWork, NoWorkReason
 
 
@@ -156,10 +155,6 @@ class AgentList(BaseModel):
 
 class MergeList(BaseModel):
     merges: list[Merge]
-
-
-class SessionList(BaseModel):
-    sessions: list[SessionRecord]
 
 
 class Pong(BaseModel):

@@ -21,6 +21,7 @@ from coordinator.context import Caller, agent_caller
 from coordinator.errors import PermissionDenied, StateConflict
 from coordinator.observe import OPEN_STATUSES, EpicDetail, ProjectStatus, TaskDetail
 from coordinator.records import Project, Task, TaskStatus
+from coordinator.sessions import SessionList
 from coordinator.work import MAX_WAIT_SECONDS, Claimed
 from tools.arguments import Id, Limit, Name, ProjectRef
 from tools.auth import session
@@ -33,7 +34,6 @@ from tools.results import (
     ClaimResult,
     EpicList,
     NextTask,
-    SessionList,
     TaskStatusChange,
     TestList,
 )

@@ -1,4 +1,4 @@
-"""Projects: the list, one project's status, pausing and resuming claims; its agents and events."""
+"""Projects: the list, one project's status, pausing and resuming claims; its agents, events and sessions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from coordinator.records import Project
 from coordinator.rest.api import Call, RouteTable
 from coordinator.rest.params import Cursor, Id, Limit, ProjectPath, Strict
 from coordinator.rest.reads import ProjectSummary
+from coordinator.sessions import SessionList
 
 PROJECTS = RouteTable("projects")
 
@@ -27,6 +28,10 @@ class AgentQuery(Strict):
     status: Literal["active", "lost", "stopped"] | None = Field(
         default=None, description="Only agents in this state."
     )
+
+
+class SessionQuery(Strict):
+    limit: Limit = 20
 
 
 class EventQuery(Strict):
@@ -76,3 +81,10 @@ async def list_events(call: Call, path: ProjectPath, query: EventQuery) -> Event
     return await call.coord.observe.get_events(
         call.caller, project=path.project, after_id=query.after_id, limit=query.limit, task_id=query.task_id
     )
+
+
+@PROJECTS.get("/api/projects/{project}/sessions")
+async def list_sessions(call: Call, path: ProjectPath, query: SessionQuery) -> SessionList:
+    """The project's latest agent sessions, newest first: one per lease, from its claim to how it ended."""
+    sessions = await call.coord.observe.session_history(call.caller, project=path.project, limit=query.limit)
+    return SessionList(sessions=sessions)
