@@ -223,10 +223,13 @@ class WorkService(ServiceBase):
         assert self.workspaces is not None
         async with self.store.transaction() as tx:
             now = self.now()
+            # The conditions stand twice: PostgreSQL checks the outer ones again on a row changed meanwhile.
+            live = (
+                "project_id = $1 AND lease_owner = $2 AND status = 'in_progress' AND lease_expires_at >= $3"
+            )
             row = await tx.fetchrow(
-                "UPDATE tasks SET lease_ttl = $4, lease_expires_at = $3 + $4, updated_at = $3 WHERE id = ("
-                "SELECT id FROM tasks WHERE project_id = $1 AND lease_owner = $2 AND status = 'in_progress' "
-                f"AND lease_expires_at >= $3 ORDER BY id LIMIT 1) RETURNING {CLAIMED_ROW}",
+                f"UPDATE tasks SET lease_ttl = $4, lease_expires_at = $3 + $4, updated_at = $3 WHERE {live} "
+                f"AND id = (SELECT id FROM tasks WHERE {live} ORDER BY id LIMIT 1) RETURNING {CLAIMED_ROW}",
                 agent.project_id,
                 agent.id,
                 now,
