@@ -3,8 +3,8 @@
 Each agent is a real OS process in a process group of its own (so a stop reaches whatever it
 started, and Ctrl-C in the terminal reaches only the launcher, which then stops the agents).
 A process that exits 0 has finished; any other exit is a crash and is restarted after
-base * 2^n seconds, at most `max_restarts` times (its lease expires and the task is claimed
-again). A stop sends SIGTERM to every group (agents hand back their leases), waits
+base * 2^n seconds, at most `max_restarts` times (it gets its task back while its lease lives,
+in a project with a repository; else the lease expires and the task is claimed again). A stop sends SIGTERM to every group (agents hand back their leases), waits
 `grace_seconds`, then SIGKILLs what is left. When `Supervisor.run` returns, nothing it started
 is running. What the agents achieved is read from the store, never from here.
 POSIX only (process groups and signals).
