@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -98,16 +96,3 @@ class AgentClient:
                 "use a yokeflow coordinator server of the same version as this launcher",
             )
         return result.structured_content
-
-
-async def keep_lease(client: AgentClient, task_id: int, lease: Mapping[str, Any]) -> None:
-    """Heartbeat `lease` on `task_id` every heartbeat interval while an agent works, until the lease
-    is no longer ours (the task was completed, failed or released, or taken over): then return."""
-    while True:
-        await asyncio.sleep(float(lease["heartbeat_interval_seconds"]))
-        try:
-            await client.call("heartbeat", task_id=task_id, lease_id=lease["lease_id"])
-        except ToolCallError as exc:
-            if exc.error_code == "lease_lost":
-                return
-            raise

@@ -3,8 +3,10 @@
 The launcher claims each task itself, with the agent's token, and starts one process for it
 with YOKEFLOW_CLAIM_FILE (the claim as JSON), YOKEFLOW_TASK_ID and YOKEFLOW_LEASE_ID added; the
 process completes or fails the task and exits. While it runs the launcher heartbeats the lease
-too (a session may take a while to start). A session that crashes leaves its lease to expire,
-so the task is claimed again later. Each agent works its tasks one after another.
+too (a session may take a while to start). A session that ends with its task still leased (it
+crashed, or exited without completing it) has the launcher fail the task, retryably, with the
+exit code: that counts as an attempt, and the task is retried after its backoff; a stop hands
+the task back instead. Each agent works its tasks one after another.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from launcher.mcp_client import AgentClient, keep_lease
+from launcher.leases import fail_if_held, keep_lease, release_if_held
+from launcher.mcp_client import AgentClient
 from launcher.runners.base import AgentSlot, Runner
 from launcher.supervisor import OnStart, SlotRecord, run_all, run_process
 
@@ -82,10 +85,19 @@ async def run_sessions(
                     await asyncio.gather(keeper, return_exceptions=True)
                 if code != 0:
                     log.warning("the session of %s on task %s exited with %s", slot.name, task["id"], code)
+                if stop.is_set():
+                    await release_if_held(agent, task["id"], lease["lease_id"], "launcher stopped")
+                else:  # counted as an attempt, retried after its backoff, and the next one knows why
+                    await fail_if_held(agent, task["id"], lease["lease_id"], _unfinished(code))
 
     with tempfile.TemporaryDirectory(prefix="yokeflow-claims-") as folder:
         await run_all(serve(record, Path(folder)) for record in records)
     return records
+
+
+def _unfinished(code: int) -> str:
+    """The error of a session that left its task leased."""
+    return f"the agent's session exited with code {code} without completing, failing or releasing the task"
 
 
 def _write(path: Path, text: str) -> None:

@@ -48,6 +48,16 @@ epics:
 """
 
 
+ONE_TASK_PLAN = """
+project: single
+epics:
+  - key: work
+    name: Work
+    tasks:
+      - {key: only, title: The only task, estimate: 1}
+"""
+
+
 async def import_plan(url: str, config: Config, text: str) -> dict[str, int]:
     """Import a plan file's text; its task ids by plan path."""
     coord = await Coordinator.open(url, config)

@@ -27,6 +27,7 @@ from tests.conftest import Database
 from tests.gitrepo import git, make_repo
 from tests.sim_support import (
     DIAMOND_PLAN,
+    ONE_TASK_PLAN,
     SHOP_PERSONAS,
     SHOP_TASKS,
     assert_gone,
@@ -194,6 +195,40 @@ async def test_a_launch_whose_agents_did_nothing_is_not_reported_as_done(
     assert [r.exit_codes for r in report.records] == [[0], [0]]
     assert not report.finished and not report.ok
     assert summary_lines(report)[0].startswith(f"project diamond: 0 of {len(task_ids)} tasks done (")
+
+
+async def test_a_session_that_keeps_crashing_uses_up_its_attempts_and_the_launch_ends(
+    database: Database, tmp_path: Path
+) -> None:
+    config = fast_config()
+    repo = make_repo(tmp_path / "repo")
+    (task_id,) = (await import_plan(database.url, config, ONE_TASK_PLAN)).values()
+    settings = LaunchSettings(
+        runner=CommandRunner(["sh", "-c", "exit 3"]),  # every session crashes before touching its task
+        personas=["implementer"],
+        coordination=False,
+        log_dir=tmp_path / "logs",
+        grace_seconds=5.0,
+    )
+    async with embedded_server(database.url, config, repo=repo) as base:
+        report = await asyncio.wait_for(launch(base, settings, asyncio.Event()), 120)
+
+    assert report.finished and not report.ok and report.status["tasks"]["failed"] == 1
+    assert report.records[0].exit_codes == [3, 3, 3]  # one session per attempt (max_attempts 3)
+    events, _ = await event_log(database.url)
+    ours = [e for e in events if e["task_id"] == task_id]
+    assert [
+        e["kind"]
+        for e in ours
+        if e["kind"] in ("task_created", "task_claimed", "task_retry_scheduled", "task_failed")
+    ] == [
+        "task_created",
+        *["task_claimed", "task_retry_scheduled"] * 2,
+        "task_claimed",
+        "task_failed",
+    ]
+    failed = next(e for e in ours if e["kind"] == "task_failed")
+    assert "exited with code 3" in failed["payload"]["error"]
 
 
 async def test_a_launch_refuses_tasks_no_agent_could_take(database: Database, tmp_path: Path) -> None:

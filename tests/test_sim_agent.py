@@ -23,21 +23,13 @@ from tests.conftest import Database
 from tests.gitrepo import git, make_repo
 from tests.sim_support import (
     DIAMOND_PLAN,
+    ONE_TASK_PLAN,
     completed_once_in_order,
     event_log,
     fast_config,
     import_plan,
     tasks_of,
 )
-
-ONE_TASK_PLAN = """
-project: single
-epics:
-  - key: work
-    name: Work
-    tasks:
-      - {key: only, title: The only task, estimate: 1}
-"""
 
 
 async def run_agents(base: str, agents: list[SimAgent], personas: list[str] | None = None) -> list[AgentSlot]:

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from coordinator.agents import PersonaFile, parse_persona
 from coordinator.errors import ConfigError
 from coordinator.resources import resource_dir
-from launcher.mcp_client import OBSERVER_PATH, AgentClient, ToolCallError, keep_lease
+from launcher.leases import fail_if_held, keep_lease, release_if_held
+from launcher.mcp_client import OBSERVER_PATH, AgentClient, ToolCallError
 from launcher.runners.base import AgentSlot, agent_process_command
 from tools.server import HTTP_PATHS, Profile, profile_tools
 
@@ -397,7 +398,7 @@ class ClaudeAgent:
         """One task in one session, then its cost recorded and the task failed if still leased; the exit code."""
         task_id, lease_id = claim["task"]["id"], claim["lease"]["lease_id"]
         if stop.is_set():  # claimed as the stop came
-            await _release(client, task_id, lease_id, f"{slot.name} was stopped before it started")
+            await release_if_held(client, task_id, lease_id, f"{slot.name} was stopped before it started")
             return 0
         model = choose_model(claim, persona.model)
         worktree = claim.get("worktree") or slot.worktree
@@ -426,45 +427,18 @@ class ClaudeAgent:
         if not session.done():
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
-            await _release(client, task_id, lease_id, f"{slot.name} was stopped; its session was cut short")
+            await release_if_held(
+                client, task_id, lease_id, f"{slot.name} was stopped; its session was cut short"
+            )
             return 0
         outcome = session.result()
         if outcome.result is not None:
             await record_session_cost(client, outcome.result, model=model, task_id=task_id, operation="task")
-        await _fail_if_held(client, task_id, lease_id, outcome.error or _unfinished(outcome.result))
+        await fail_if_held(client, task_id, lease_id, outcome.error or _unfinished(outcome.result))
         if outcome.crash is not None:
             log.error("%s: %s", slot.name, outcome.error)
             return CRASH_EXIT_CODE
         return 0
-
-
-async def _held(client: AgentClient, task_id: int, lease_id: str) -> bool:
-    """Whether this lease still holds the task (the agent neither completed, failed nor released it)."""
-    task = (await client.call("get_task", task_id=task_id, events=0))["task"]
-    return bool(task["status"] == "in_progress" and task["lease_token"] == lease_id)
-
-
-async def _fail_if_held(client: AgentClient, task_id: int, lease_id: str, error: str) -> None:
-    """Fail the task with `error` if this lease still holds it, so the next attempt knows why."""
-    if await _held(client, task_id, lease_id):
-        await _quietly_if_lost(
-            client.call("fail_task", task_id=task_id, lease_id=lease_id, error=error, retryable=True)
-        )
-
-
-async def _release(client: AgentClient, task_id: int, lease_id: str, note: str) -> None:
-    """Hand the task back untouched if this lease still holds it."""
-    if await _held(client, task_id, lease_id):
-        await _quietly_if_lost(client.call("release_task", task_id=task_id, lease_id=lease_id, note=note))
-
-
-async def _quietly_if_lost(call: Awaitable[dict[str, Any]]) -> None:
-    """Await a call that holds a lease; if the lease expired in between, the next holder carries on."""
-    try:
-        await call
-    except ToolCallError as exc:
-        if exc.error_code != "lease_lost":
-            raise
 
 
 def _unfinished(result: ResultMessage | None) -> str:
