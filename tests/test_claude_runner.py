@@ -122,6 +122,10 @@ def test_the_prompt_carries_the_task_its_context_and_its_lease() -> None:
         "Do not claim another task",
     ):
         assert fragment in prompt, fragment
+    assert "Resuming" not in prompt
+    assert "## Resuming\nAn earlier session of yours started this task" in task_prompt(
+        {**CLAIM, "resumed": True}
+    )
 
 
 def test_the_runner_starts_agents_as_processes_with_its_options() -> None:

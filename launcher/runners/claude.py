@@ -200,6 +200,12 @@ def task_prompt(claim: Mapping[str, Any]) -> str:
         f"Task id: {task['id']}\nLease id: {lease['lease_id']}\nAttempt: {lease['attempt']}\n"
         f"Heartbeat interval: {lease['heartbeat_interval_seconds']:g} seconds (call heartbeat at least this often)",
     ]
+    if claim.get("resumed"):
+        parts.append(
+            "## Resuming\nAn earlier session of yours started this task and ended before finishing "
+            "it. Your worktree is as it left it, uncommitted changes included: look at `git status` "
+            "and `git log` there and carry on from where it stopped."
+        )
     for heading, text in (("Description", task.get("description")), ("Action", task.get("action"))):
         if text:
             parts.append(f"## {heading}\n{text}")
