@@ -332,8 +332,8 @@ async def test_done_when_completed_still_shows_a_merge_that_failed_and_queues_it
 async def test_a_test_gate_longer_than_the_merge_lease_keeps_its_merge(
     database: Database, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("coordinator.merge_queue.LEASE_SECONDS", 0.6)  # renewed every 0.2 s
-    config = config_of(test_command="sleep 2")
+    monkeypatch.setattr("coordinator.merge_queue.LEASE_SECONDS", 1.5)  # renewed every 0.5 s
+    config = config_of(test_command="sleep 4")
     coord = await Coordinator.open(database.url, config, repo=repo)
     other = await Coordinator.open(database.url, config, repo=repo)  # a second server on the queue
     try:
