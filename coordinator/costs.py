@@ -19,6 +19,7 @@ from coordinator.errors import InvalidInput
 from coordinator.events import append_event
 from coordinator.pricing import price_of
 from coordinator.queries import get_task
+from coordinator.records import Project
 from coordinator.storage.base import Tx
 
 _LEDGER_LOCK = 0x59F2
@@ -94,7 +95,8 @@ class CostService(ServiceBase):
             cost_usd = price.cost_usd(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
         agent_id = caller.agent.id if caller.agent else None
         if not self.config.cost.enabled:  # checked like any record, kept nowhere
-            await self._check_target(caller, project, task_id)
+            async with self.store.transaction(write=False) as tx:
+                await self._target(tx, caller, project, task_id)
             return CostEntry(
                 id=None,
                 recorded=False,
@@ -116,9 +118,7 @@ class CostService(ServiceBase):
             )
         async with self.store.transaction() as tx:
             now = self.now()
-            target = await self.resolve_project(tx, caller, project)
-            if task_id is not None:
-                await get_task(tx, task_id, project_id=target.id)
+            target = await self._target(tx, caller, project, task_id)
             if (
                 tx.backend == "postgresql"
             ):  # records of one project take turns, so each threshold is crossed once
@@ -158,12 +158,14 @@ class CostService(ServiceBase):
             self._budget_events(tx, target.id, caller.name, now, spent_before, spent_before + cost_usd)
         return CostEntry.model_validate(row)
 
-    async def _check_target(self, caller: Caller, project: int | str | None, task_id: int | None) -> None:
-        """Refuse an unknown project or task, as a kept record would."""
-        async with self.store.transaction(write=False) as tx:
-            target = await self.resolve_project(tx, caller, project)
-            if task_id is not None:
-                await get_task(tx, task_id, project_id=target.id)
+    async def _target(
+        self, tx: Tx, caller: Caller, project: int | str | None, task_id: int | None
+    ) -> Project:
+        """The project a record is for; an unknown project, or a task not in it, is refused."""
+        target = await self.resolve_project(tx, caller, project)
+        if task_id is not None:
+            await get_task(tx, task_id, project_id=target.id)
+        return target
 
     def _budget_events(
         self, tx: Tx, project_id: int, actor: str, now: float, before: float, after: float

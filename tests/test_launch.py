@@ -55,6 +55,18 @@ def sim_settings(tmp_path: Path, *, personas: list[str] = SHOP_PERSONAS, **optio
     )
 
 
+def command_settings(
+    tmp_path: Path, command: list[str], personas: list[str], *, coordination: bool
+) -> LaunchSettings:
+    return LaunchSettings(
+        runner=CommandRunner(command),
+        personas=personas,
+        coordination=coordination,
+        log_dir=tmp_path / "logs",
+        grace_seconds=5.0,
+    )
+
+
 async def test_three_sim_agents_do_every_task_once_in_dependency_order(
     database: Database, tmp_path: Path
 ) -> None:
@@ -182,13 +194,8 @@ async def test_a_launch_whose_agents_did_nothing_is_not_reported_as_done(
 ) -> None:
     config = fast_config()
     task_ids = await import_plan(database.url, config, DIAMOND_PLAN)
-    settings = LaunchSettings(
-        runner=CommandRunner(["true"]),  # starts, exits 0 at once, never claims
-        personas=["implementer", "implementer"],
-        coordination=True,
-        log_dir=tmp_path / "logs",
-        grace_seconds=5.0,
-    )
+    # each agent starts, exits 0 at once and never claims
+    settings = command_settings(tmp_path, ["true"], ["implementer", "implementer"], coordination=True)
     async with embedded_server(database.url, config) as base:
         report = await launch(base, settings, asyncio.Event())
 
@@ -203,13 +210,8 @@ async def test_a_session_that_keeps_crashing_uses_up_its_attempts_and_the_launch
     config = fast_config()
     repo = make_repo(tmp_path / "repo")
     (task_id,) = (await import_plan(database.url, config, ONE_TASK_PLAN)).values()
-    settings = LaunchSettings(
-        runner=CommandRunner(["sh", "-c", "exit 3"]),  # every session crashes before touching its task
-        personas=["implementer"],
-        coordination=False,
-        log_dir=tmp_path / "logs",
-        grace_seconds=5.0,
-    )
+    # every session crashes before touching its task
+    settings = command_settings(tmp_path, ["sh", "-c", "exit 3"], ["implementer"], coordination=False)
     async with embedded_server(database.url, config, repo=repo) as base:
         report = await asyncio.wait_for(launch(base, settings, asyncio.Event()), 120)
 
